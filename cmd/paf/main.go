@@ -1,0 +1,112 @@
+// Command paf self-hosts websites: it serves a static site from a Git
+// branch, a directory or its built-in demo over HTTP/1.1, HTTP/2 and TLS.
+//
+// Run `paf help` for the subcommands and their flags. This command only
+// parses flags and wires paf's packages together; the work is done in them.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+)
+
+// version is set at link time with -ldflags "-X main.version=v1.2.3"; the
+// module version from the build info is used otherwise.
+var version = ""
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// errUsage marks an error caused by how paf was invoked; it exits with 2.
+var errUsage = errors.New("usage")
+
+// run executes one paf command line and returns the process exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	var err error
+	switch cmd {
+	case "serve":
+		err = serve(ctx, args, stderr)
+	case "publish":
+		err = publish(ctx, args, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "paf", buildVersion())
+		return 0
+	case "help", "-h", "--help":
+		return help(args, stdout)
+	default:
+		fmt.Fprintf(stderr, "paf: unknown command %q; run `paf help`\n", cmd)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "paf %s: %v\n", cmd, err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "paf %s: %v\n", cmd, err)
+		return 1
+	}
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}
+
+const helpText = `paf self-hosts websites: a static site from a Git branch, a directory or its
+built-in demo, served over HTTP/1.1, HTTP/2 and TLS.
+
+Usage:
+  paf [serve] [flags]          serve a site (the default command)
+  paf publish DIR --remote URL[#BRANCH] [flags]
+                               commit DIR as the branch's new tree and push it
+  paf version                  print the version
+  paf help [command]           print this help, or a command's flags
+
+With no source flag, paf serve serves its embedded demo site on
+http://127.0.0.1:8080 and https://localhost:8443.
+`
+
+func help(args []string, stdout io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "serve":
+			fs, _ := serveFlags(io.Discard)
+			fs.SetOutput(stdout)
+			fmt.Fprintln(stdout, "Usage: paf serve [flags]")
+			fs.PrintDefaults()
+			return 0
+		case "publish":
+			fs, _ := publishFlags(io.Discard)
+			fs.SetOutput(stdout)
+			fmt.Fprintln(stdout, "Usage: paf publish DIR --remote URL[#BRANCH] [flags]")
+			fs.PrintDefaults()
+			return 0
+		}
+	}
+	fmt.Fprint(stdout, helpText)
+	return 0
+}

@@ -1,0 +1,343 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pafhq/paf/certs"
+	"github.com/pafhq/paf/demo"
+	"github.com/pafhq/paf/gitsource"
+	"github.com/pafhq/paf/hook"
+	"github.com/pafhq/paf/server"
+	"github.com/pafhq/paf/site"
+	"github.com/pafhq/paf/stack"
+)
+
+// serveOptions are paf serve's flags.
+type serveOptions struct {
+	root, remote   string
+	auth           gitsource.Auth
+	dataDir        string
+	mimeTypes      listFlag
+	defaultURL     string
+	hostnames      listFlag
+	poll           time.Duration
+	hookPath       string
+	hookSecret     string
+	hookSecretFile string
+	largeFile      int64
+
+	httpAddr, httpsAddr string
+	tlsCerts, tlsKeys   listFlag
+	hsts                bool
+	hstsMaxAge          time.Duration
+	h2c                 bool
+
+	readHeaderTimeout, idleTimeout, handshakeTimeout, grace time.Duration
+	maxHeaderBytes                                          int
+	h2MaxStreams, h2MaxFrame                                uint
+
+	logFormat, logLevel string
+}
+
+func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveOptions) {
+	o := &serveOptions{}
+	fs := flag.NewFlagSet("paf serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&o.root, "root", "", "serve the site in `DIR`")
+	fs.StringVar(&o.remote, "remote", "", "serve the site in a Git branch: `URL[#BRANCH]` (file://, path, git://, http(s)://, ssh://, user@host:path; default branch: the remote's HEAD)")
+	gitAuthFlags(fs, &o.auth)
+	fs.StringVar(&o.dataDir, "data-dir", defaultDataDir(), "`DIR` for the on-disk clone, caches and the local CA")
+	fs.Var(&o.mimeTypes, "mime-type", "`PATH:TYPE` sets the Content-Type of the file at PATH (repeatable)")
+	fs.StringVar(&o.defaultURL, "default", "", "redirect (302) requests for missing files to `URL` instead of answering 404")
+	fs.Var(&o.hostnames, "hostname", "a `NAME` the site answers for (repeatable); other Host headers get 421. Also names the local CA's certificate")
+	fs.DurationVar(&o.poll, "poll", time.Minute, "fetch the source every `DURATION` (0 turns polling off)")
+	fs.StringVar(&o.hookPath, "hook", "/.paf/hook", "URL `PATH` of the update webhook (enabled by a hook secret)")
+	fs.StringVar(&o.hookSecret, "hook-secret", "", "HMAC `SECRET` webhook requests are signed with (or env PAF_HOOK_SECRET, or --hook-secret-file); no secret, no hook")
+	fs.StringVar(&o.hookSecretFile, "hook-secret-file", "", "read the hook secret from `FILE`")
+	fs.Int64Var(&o.largeFile, "large-file", 0, "files above `BYTES` are streamed from disk rather than held in memory (0: the default, 1 MiB)")
+
+	fs.StringVar(&o.httpAddr, "http", "127.0.0.1:8080", "plain HTTP listen `ADDR` (\"off\" for none); redirects to HTTPS when HTTPS is on")
+	fs.StringVar(&o.httpsAddr, "https", "127.0.0.1:8443", "HTTPS listen `ADDR`, or \"off\" to serve the site over plain HTTP (behind a proxy)")
+	fs.Var(&o.tlsCerts, "tls-cert", "certificate chain PEM `FILE` (repeatable, paired with --tls-key; chosen by SNI, the first is the default)")
+	fs.Var(&o.tlsKeys, "tls-key", "private key PEM `FILE` of the preceding --tls-cert")
+	fs.BoolVar(&o.hsts, "hsts", false, "send Strict-Transport-Security on HTTPS responses")
+	fs.DurationVar(&o.hstsMaxAge, "hsts-max-age", 365*24*time.Hour, "max-age of --hsts")
+	fs.BoolVar(&o.h2c, "h2c", false, "accept HTTP/2 with prior knowledge (h2c) on the plain HTTP listener")
+
+	fs.DurationVar(&o.readHeaderTimeout, "read-header-timeout", server.DefaultReadHeaderTimeout, "time allowed to read a request's headers")
+	fs.DurationVar(&o.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "keep-alive connections idle this long are closed")
+	fs.DurationVar(&o.handshakeTimeout, "tls-handshake-timeout", server.DefaultTLSHandshakeTimeout, "time allowed for a TLS handshake")
+	fs.IntVar(&o.maxHeaderBytes, "max-header-bytes", server.DefaultMaxHeaderBytes, "largest request header block accepted, in bytes")
+	fs.UintVar(&o.h2MaxStreams, "h2-max-streams", server.DefaultMaxConcurrentStreams, "HTTP/2 concurrent streams per connection")
+	fs.UintVar(&o.h2MaxFrame, "h2-max-frame", server.DefaultMaxReadFrameSize, "largest HTTP/2 frame read, in bytes")
+	fs.DurationVar(&o.grace, "grace", server.DefaultGrace, "on SIGINT/SIGTERM, time in-flight requests get to finish")
+
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return fs, o
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, usageErr("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usageErr("--log-format %q: want text or json", format)
+}
+
+// hookSecret finds the webhook secret: the flag, the file, or the
+// environment, in that order; giving two is refused so that no one wonders
+// which one wins.
+func (o *serveOptions) secret() ([]byte, error) {
+	env := os.Getenv("PAF_HOOK_SECRET")
+	if o.hookSecret != "" && o.hookSecretFile != "" {
+		return nil, usageErr("--hook-secret and --hook-secret-file: give one, not both")
+	}
+	switch {
+	case o.hookSecret != "":
+		return []byte(o.hookSecret), nil
+	case o.hookSecretFile != "":
+		b, err := os.ReadFile(o.hookSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("--hook-secret-file: %w", err)
+		}
+		s := strings.TrimRight(string(b), "\r\n")
+		if s == "" {
+			return nil, fmt.Errorf("--hook-secret-file %s: the file is empty", o.hookSecretFile)
+		}
+		return []byte(s), nil
+	case env != "":
+		return []byte(env), nil
+	}
+	return nil, nil
+}
+
+func (o *serveOptions) siteOptions(log *slog.Logger) (site.Options, error) {
+	opts := site.Options{
+		Default:   o.defaultURL,
+		Hostnames: o.hostnames,
+		LargeFile: o.largeFile,
+		Logger:    log,
+	}
+	if o.largeFile < 0 {
+		return opts, usageErr("--large-file %d: must not be negative", o.largeFile)
+	}
+	if len(o.mimeTypes) > 0 {
+		opts.MIMETypes = map[string]string{}
+		for _, mt := range o.mimeTypes {
+			p, typ, ok := strings.Cut(mt, ":")
+			if !ok || p == "" || typ == "" || !strings.Contains(typ, "/") {
+				return opts, usageErr("--mime-type %q: want PATH:TYPE, e.g. /feed:application/atom+xml", mt)
+			}
+			opts.MIMETypes[p] = typ
+		}
+	}
+	for _, h := range o.hostnames {
+		if h == "" || strings.ContainsAny(h, "/: ") {
+			return opts, usageErr("--hostname %q: want a host name such as www.example.org", h)
+		}
+	}
+	return opts, nil
+}
+
+// source picks where the site comes from.
+func (o *serveOptions) source(log *slog.Logger) (site.Source, error) {
+	switch {
+	case o.root != "" && o.remote != "":
+		return nil, usageErr("--root and --remote: give one source, not both")
+	case o.root != "":
+		src, err := site.Dir(o.root)
+		if err != nil {
+			return nil, fmt.Errorf("--root: %w", err)
+		}
+		return src, nil
+	case o.remote != "":
+		remote, err := gitsource.ParseRemote(o.remote)
+		if err != nil {
+			return nil, fmt.Errorf("--remote: %w", err)
+		}
+		src, err := gitsource.New(gitsource.Config{
+			Remote:    remote,
+			Auth:      o.auth,
+			DataDir:   o.dataDir,
+			LargeFile: o.largeFile,
+			Logger:    log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("--remote %s: %w", o.remote, err)
+		}
+		return src, nil
+	}
+	return demo.Source(), nil
+}
+
+// certificates picks where the HTTPS listener's certificates come from.
+func (o *serveOptions) certificates(log *slog.Logger, httpsAddr string) (certs.Getter, error) {
+	if len(o.tlsCerts) != len(o.tlsKeys) {
+		return nil, usageErr("--tls-cert and --tls-key: give them in pairs (%d certificates, %d keys)", len(o.tlsCerts), len(o.tlsKeys))
+	}
+	if len(o.tlsCerts) > 0 {
+		pairs := make([]certs.Pair, len(o.tlsCerts))
+		for i := range o.tlsCerts {
+			pairs[i] = certs.Pair{CertFile: o.tlsCerts[i], KeyFile: o.tlsKeys[i]}
+		}
+		m, err := certs.LoadManual(pairs)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert: %w", err)
+		}
+		return m, nil
+	}
+	ca, err := certs.OpenLocalCA(filepath.Join(o.dataDir, "ca"))
+	if err != nil {
+		return nil, fmt.Errorf("--data-dir %s: local CA: %w", o.dataDir, err)
+	}
+	names := append([]string{"localhost"}, o.hostnames...)
+	if host, _, err := net.SplitHostPort(httpsAddr); err == nil && host != "" {
+		names = append(names, host)
+	} else if err == nil {
+		names = append(names, "127.0.0.1", "::1")
+	}
+	issued, err := ca.Issuer(names)
+	if err != nil {
+		return nil, fmt.Errorf("local CA: %w", err)
+	}
+	log.Info("no --tls-cert given: serving certificates from paf's local CA; trust it to avoid browser warnings",
+		"ca", ca.CertFile(), "names", strings.Join(names, ","))
+	return issued, nil
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	fs, o := serveFlags(stderr)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErr("unexpected argument %q (paf serve takes flags only; did you mean --root %s?)", fs.Arg(0), fs.Arg(0))
+	}
+	log, err := newLogger(stderr, o.logFormat, o.logLevel)
+	if err != nil {
+		return err
+	}
+	secret, err := o.secret()
+	if err != nil {
+		return err
+	}
+	siteOpts, err := o.siteOptions(log)
+	if err != nil {
+		return err
+	}
+	httpAddr, httpsAddr := o.httpAddr, o.httpsAddr
+	if httpAddr == "off" {
+		httpAddr = ""
+	}
+	if httpsAddr == "off" {
+		httpsAddr = ""
+	}
+	if httpAddr == "" && httpsAddr == "" {
+		return usageErr("--http off and --https off: nothing would listen")
+	}
+	if o.dataDir == "" {
+		return usageErr("--data-dir: must not be empty")
+	}
+	src, err := o.source(log)
+	if err != nil {
+		return err
+	}
+
+	st := &site.Site{Source: src, Options: siteOpts, Logger: log}
+	var handler http.Handler = st
+	if len(secret) > 0 {
+		if !strings.HasPrefix(o.hookPath, "/") {
+			return usageErr("--hook %q: want a URL path starting with /", o.hookPath)
+		}
+		handler = withHook(o.hookPath, &hook.Handler{
+			Secret: secret,
+			Logger: log,
+			Update: func(ctx context.Context) (string, error) {
+				changed, err := st.Update(ctx)
+				if err != nil {
+					return "", err
+				}
+				rev := st.Current().Revision()
+				if !changed {
+					return "no change: serving " + rev, nil
+				}
+				return "updated to " + rev, nil
+			},
+		}, st)
+	}
+
+	cfg := server.Config{
+		Stack:                &stack.Host{},
+		HTTPAddr:             httpAddr,
+		HTTPSAddr:            httpsAddr,
+		Handler:              handler,
+		H2C:                  o.h2c,
+		ReadHeaderTimeout:    o.readHeaderTimeout,
+		IdleTimeout:          o.idleTimeout,
+		TLSHandshakeTimeout:  o.handshakeTimeout,
+		MaxHeaderBytes:       o.maxHeaderBytes,
+		MaxConcurrentStreams: uint32(o.h2MaxStreams),
+		MaxReadFrameSize:     uint32(o.h2MaxFrame),
+		Grace:                o.grace,
+		Logger:               log,
+	}
+	if o.hsts {
+		cfg.HSTS = o.hstsMaxAge
+	}
+	if httpsAddr != "" {
+		if cfg.Certificates, err = o.certificates(log, httpsAddr); err != nil {
+			return err
+		}
+	}
+	srv, err := server.New(cfg)
+	if err != nil {
+		return err
+	}
+	// Bind before the (possibly long) first fetch, so that a port in use
+	// is reported at once.
+	if err := srv.Listen(ctx); err != nil {
+		return err
+	}
+	if err := st.Load(ctx); err != nil {
+		return err
+	}
+	cur := st.Current()
+	log.Info("serving", "source", cur.Source(), "revision", cur.Revision(),
+		"urls", strings.Join(srv.URLs(), " "))
+	if len(secret) > 0 {
+		log.Info("webhook enabled", "path", o.hookPath)
+	}
+	go st.Poll(ctx, o.poll)
+	return srv.Serve(ctx)
+}
+
+// withHook routes the exact hook path to the hook and everything else to
+// the site. No ServeMux: its path cleaning and redirects must not touch site
+// requests, which the site checks itself, more strictly.
+func withHook(path string, h, site http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == path {
+			h.ServeHTTP(w, r)
+			return
+		}
+		site.ServeHTTP(w, r)
+	})
+}
