@@ -146,6 +146,11 @@ func createLocalCA(ctx context.Context, st DirStorage, dir string, now time.Time
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("certs: create local CA: %w", err)
 	}
+	// The directory is the CA's own (the data directory's ca/): keep the
+	// key out of other users' reach even if it pre-existed.
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("certs: create local CA: %w", err)
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("certs: create local CA: %w", err)

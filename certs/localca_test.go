@@ -194,4 +194,3 @@ func snapshotDir(t *testing.T, dir string) string {
 	}
 	return b.String()
 }
-

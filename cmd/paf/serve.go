@@ -320,8 +320,14 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	cur := st.Current()
-	log.Info("serving", "source", cur.Source(), "revision", cur.Revision(),
-		"urls", strings.Join(srv.URLs(), " "))
+	attrs := []any{"source", cur.Source(), "revision", cur.Revision(), "urls", strings.Join(srv.URLs(), " ")}
+	if a := srv.HTTPAddr(); a != nil {
+		attrs = append(attrs, "http", a.String())
+	}
+	if a := srv.HTTPSAddr(); a != nil {
+		attrs = append(attrs, "https", a.String())
+	}
+	log.Info("serving", attrs...)
 	if len(secret) > 0 {
 		log.Info("webhook enabled", "path", o.hookPath)
 	}

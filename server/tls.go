@@ -1,0 +1,181 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"time"
+)
+
+// cipherSuites are the TLS 1.2 suites offered: forward-secret key exchange
+// (ECDHE) with AEAD ciphers only. TLS 1.3 suites are not configurable and
+// all qualify.
+var cipherSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
+// nextProtos returns the ALPN list: h2 and http/1.1 first, then extras
+// without duplicates.
+func nextProtos(extra []string) []string {
+	protos := []string{"h2", "http/1.1"}
+	for _, p := range extra {
+		if p != "" && !slices.Contains(protos, p) {
+			protos = append(protos, p)
+		}
+	}
+	return protos
+}
+
+// tlsConfig returns the TLS settings of the HTTPS listener.
+func (s *Server) tlsConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		CipherSuites:   slices.Clone(cipherSuites),
+		NextProtos:     slices.Clone(s.cfg.NextProtos),
+		GetCertificate: s.cfg.Certificates.GetCertificate,
+	}
+}
+
+// handshakeListener accepts TCP connections and hands out *tls.Conn whose
+// handshake is complete. Each handshake runs in its own goroutine under its
+// own deadline (TLSHandshakeTimeout counted from accept), so silent or slow
+// clients neither block others nor hold a connection past the timeout;
+// net/http would otherwise bound the handshake by its read timeouts.
+// net/http then sees an already-handshaken *tls.Conn and proceeds with ALPN
+// as usual.
+type handshakeListener struct {
+	inner   net.Listener
+	config  *tls.Config
+	timeout time.Duration
+	log     *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	conns  chan *tls.Conn
+	errc   chan error // the terminal Accept error, sent once
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+// newHandshakeListener starts accepting on inner.
+func newHandshakeListener(inner net.Listener, config *tls.Config, timeout time.Duration, log *slog.Logger) *handshakeListener {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &handshakeListener{
+		inner:   inner,
+		config:  config,
+		timeout: timeout,
+		log:     log,
+		ctx:     ctx,
+		cancel:  cancel,
+		conns:   make(chan *tls.Conn),
+		errc:    make(chan error, 1),
+	}
+	l.wg.Add(1)
+	go l.acceptLoop()
+	return l
+}
+
+// acceptLoop accepts until the inner listener fails for good, backing off
+// on temporary errors (such as running out of file descriptors) like
+// net/http does.
+func (l *handshakeListener) acceptLoop() {
+	defer l.wg.Done()
+	var delay time.Duration
+	for {
+		c, err := l.inner.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Temporary() && l.ctx.Err() == nil { //nolint:staticcheck // as net/http
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				l.log.LogAttrs(l.ctx, slog.LevelError, "accept error", slog.String("error", err.Error()), slog.Duration("retry", delay))
+				t := time.NewTimer(delay)
+				select {
+				case <-t.C:
+					continue
+				case <-l.ctx.Done():
+					t.Stop()
+				}
+			}
+			l.errc <- err
+			return
+		}
+		delay = 0
+		l.wg.Add(1)
+		go l.handshake(c)
+	}
+}
+
+// handshake completes the TLS handshake of c and queues it for Accept.
+func (l *handshakeListener) handshake(c net.Conn) {
+	defer l.wg.Done()
+	if l.timeout > 0 {
+		c.SetDeadline(time.Now().Add(l.timeout))
+	}
+	tc := tls.Server(c, l.config)
+	if err := tc.HandshakeContext(l.ctx); err != nil {
+		var re tls.RecordHeaderError
+		if errors.As(err, &re) && re.Conn != nil && looksLikeHTTP(re.RecordHeader) {
+			io.WriteString(re.Conn, "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+		}
+		l.log.LogAttrs(l.ctx, slog.LevelDebug, "TLS handshake error",
+			slog.String("remote", c.RemoteAddr().String()), slog.String("error", err.Error()))
+		c.Close()
+		return
+	}
+	c.SetDeadline(time.Time{})
+	select {
+	case l.conns <- tc:
+	case <-l.ctx.Done():
+		tc.Close()
+	}
+}
+
+// looksLikeHTTP reports whether a TLS record header is the start of a plain
+// HTTP request, as net/http checks.
+func looksLikeHTTP(hdr [5]byte) bool {
+	switch string(hdr[:]) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO":
+		return true
+	}
+	return false
+}
+
+// Accept returns the next connection whose handshake succeeded.
+func (l *handshakeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case err := <-l.errc:
+		l.errc <- err // keep reporting it
+		return nil, err
+	case <-l.ctx.Done():
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops accepting and aborts handshakes in progress.
+func (l *handshakeListener) Close() error {
+	var err error
+	l.once.Do(func() {
+		l.cancel()
+		err = l.inner.Close()
+	})
+	return err
+}
+
+// Addr returns the inner listener's address.
+func (l *handshakeListener) Addr() net.Addr { return l.inner.Addr() }
+
+// wait blocks until the accept loop and every handshake goroutine ended;
+// call after Close.
+func (l *handshakeListener) wait() { l.wg.Wait() }
