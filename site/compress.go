@@ -37,11 +37,18 @@ type compressor struct {
 	zstd *zstd.Encoder
 }
 
-func newCompressor() (*compressor, error) {
+// newCompressor makes a compressor for files of at most maxSize bytes.
+func newCompressor(maxSize int64) (*compressor, error) {
+	// The window need not exceed the largest file compressed; a smaller
+	// one makes the encoder's first use much cheaper. Browsers refuse
+	// windows above 8 MiB.
+	window := 1 << 16
+	for int64(window) < maxSize && window < 8<<20 {
+		window <<= 1
+	}
 	enc, err := zstd.NewWriter(nil,
 		zstd.WithEncoderLevel(zstd.SpeedBestCompression),
-		// Browsers refuse zstd windows above 8 MiB.
-		zstd.WithWindowSize(8<<20))
+		zstd.WithWindowSize(window))
 	if err != nil {
 		return nil, fmt.Errorf("site: zstd encoder: %w", err)
 	}

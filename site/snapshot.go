@@ -150,7 +150,7 @@ func Build(ctx context.Context, t *Tree, opts Options) (*Snapshot, error) {
 		}
 	}
 
-	comp, err := newCompressor()
+	comp, err := newCompressor(opts.largeFile())
 	if err != nil {
 		return nil, err
 	}
