@@ -54,6 +54,7 @@ const (
 	listTimeout    = 30 * time.Second
 	fetchTimeout   = 2 * time.Minute
 	pushTimeout    = 2 * time.Minute
+	publishTimeout = 5 * time.Minute
 )
 
 // preferredHostKeyAlgos orders host key algorithms when a fingerprint is
@@ -168,22 +169,24 @@ func checkPEMCerts(b []byte) error {
 	return nil
 }
 
-// loadSigner reads and decrypts the private key.
+// loadSigner reads the private key, decrypting it with the passphrase
+// file's content when it is encrypted. A passphrase given for a plain key
+// is ignored.
 func loadSigner(keyFile, passFile string) (ssh.Signer, error) {
 	b, err := os.ReadFile(keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("--ssh-key %s: %w", keyFile, err)
 	}
-	if passFile == "" {
-		s, err := ssh.ParsePrivateKey(b)
-		var missing *ssh.PassphraseMissingError
-		if errors.As(err, &missing) {
-			return nil, fmt.Errorf("--ssh-key %s: key is encrypted; give its passphrase with --ssh-key-pass-file", keyFile)
-		}
+	s, err := ssh.ParsePrivateKey(b)
+	var missing *ssh.PassphraseMissingError
+	if !errors.As(err, &missing) {
 		if err != nil {
 			return nil, fmt.Errorf("--ssh-key %s: %w", keyFile, err)
 		}
 		return s, nil
+	}
+	if passFile == "" {
+		return nil, fmt.Errorf("--ssh-key %s: key is encrypted; give its passphrase with --ssh-key-pass-file", keyFile)
 	}
 	pass, err := os.ReadFile(passFile)
 	if err != nil {
@@ -191,13 +194,9 @@ func loadSigner(keyFile, passFile string) (ssh.Signer, error) {
 	}
 	pass = bytes.TrimSuffix(pass, []byte("\n"))
 	pass = bytes.TrimSuffix(pass, []byte("\r"))
-	s, err := ssh.ParsePrivateKeyWithPassphrase(b, pass)
+	s, err = ssh.ParsePrivateKeyWithPassphrase(b, pass)
 	if errors.Is(err, x509.IncorrectPasswordError) {
 		return nil, fmt.Errorf("--ssh-key-pass-file %s: %w for --ssh-key %s", passFile, ErrBadPassphrase, keyFile)
-	}
-	if err != nil && strings.Contains(err.Error(), "not encrypted") {
-		// A passphrase for a plain key is harmless: use the key.
-		s, err = ssh.ParsePrivateKey(b)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("--ssh-key %s: %w", keyFile, err)
@@ -270,6 +269,11 @@ func (a *sshAuth) ClientConfig() (*ssh.ClientConfig, error) {
 		return nil, fmt.Errorf("--ssh-known-hosts %s: %w", a.knownHosts, err)
 	}
 	cfg.HostKeyAlgorithms = db.HostKeyAlgorithms(a.hostPort)
+	if len(cfg.HostKeyAlgorithms) == 0 {
+		// Unknown host: ask for the key a pin would most likely name, so
+		// that the error shows its fingerprint.
+		cfg.HostKeyAlgorithms = preferredHostKeyAlgos
+	}
 	check := db.HostKeyCallback()
 	file := a.knownHosts
 	cfg.HostKeyCallback = func(host string, remote net.Addr, key ssh.PublicKey) error {

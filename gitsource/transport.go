@@ -1,11 +1,17 @@
 package gitsource
 
 import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
 	"github.com/go-git/go-billy/v5/osfs"
 	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/plumbing/transport/client"
 	"github.com/go-git/go-git/v5/plumbing/transport/server"
+	"github.com/go-git/go-git/v5/storage/filesystem/dotgit"
 )
 
 // init replaces go-git's "file" transport, which execs git-upload-pack and
@@ -37,4 +43,25 @@ func (l gitDirLoader) Load(ep *transport.Endpoint) (storer.Storer, error) {
 		}
 	}
 	return l.next.Load(ep)
+}
+
+// retryLocal runs op, again up to twice, when the remote is a local
+// repository and op failed on a reference being written: go-git's
+// in-process server lists refs/ including git's *.lock files, which are
+// empty for a moment while git updates a ref.
+func retryLocal(ctx context.Context, r Remote, op func() error) error {
+	err := op()
+	for i := 0; i < 2 && err != nil && r.scheme() == "file" && isRefRace(err); i++ {
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(20 * time.Millisecond):
+		}
+		err = op()
+	}
+	return err
+}
+
+func isRefRace(err error) bool {
+	return errors.Is(err, dotgit.ErrEmptyRefFile) || strings.Contains(err.Error(), dotgit.ErrEmptyRefFile.Error())
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -59,11 +60,15 @@ func (s *Site) Load(ctx context.Context) error {
 	if err != nil {
 		c, ok := s.Source.(Cacher)
 		if !ok {
-			return fmt.Errorf("site: load: %w", err)
+			return err
 		}
 		cached, cerr := c.Cached(ctx)
+		if errors.Is(cerr, fs.ErrNotExist) {
+			// A first start: there is no cache to mention.
+			return err
+		}
 		if cerr != nil {
-			return fmt.Errorf("site: load: %w (no cached version: %v)", err, cerr)
+			return fmt.Errorf("%w (and no usable cached version: %v)", err, cerr)
 		}
 		s.logger().Warn("site: source unreachable, serving the cached version",
 			"source", cached.Source, "revision", cached.Revision,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -66,9 +67,13 @@ func publish(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		AllowEmpty: o.allowEmpty,
 		Author:     o.author,
 	})
+	if errors.Is(err, gitsource.ErrNothingToPublish) {
+		fmt.Fprintf(stdout, "nothing to publish: %s already has this content at %s\n", o.remote, res)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, res)
+	fmt.Fprintf(stdout, "published %s to %s as %s\n", dir, o.remote, res)
 	return nil
 }

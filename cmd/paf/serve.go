@@ -157,6 +157,17 @@ func (o *serveOptions) siteOptions(log *slog.Logger) (site.Options, error) {
 	return opts, nil
 }
 
+// sourceFlag names the flag the site came from, for error messages.
+func (o *serveOptions) sourceFlag() string {
+	switch {
+	case o.remote != "":
+		return "--remote " + o.remote
+	case o.root != "":
+		return "--root " + o.root
+	}
+	return "embedded demo site"
+}
+
 // source picks where the site comes from.
 func (o *serveOptions) source(log *slog.Logger) (site.Source, error) {
 	switch {
@@ -181,7 +192,7 @@ func (o *serveOptions) source(log *slog.Logger) (site.Source, error) {
 			Logger:    log,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("--remote %s: %w", o.remote, err)
+			return nil, fmt.Errorf("%s: %w", o.sourceFlag(), err)
 		}
 		return src, nil
 	}
@@ -317,7 +328,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	if err := st.Load(ctx); err != nil {
-		return err
+		return fmt.Errorf("%s: %w", o.sourceFlag(), err)
 	}
 	cur := st.Current()
 	attrs := []any{"source", cur.Source(), "revision", cur.Revision(), "urls", strings.Join(srv.URLs(), " ")}

@@ -111,7 +111,7 @@ func TestServeDemo(t *testing.T) {
 	}{
 		{"/", "text/html; charset=utf-8", "paf is serving"},
 		{"/style.css", "text/css; charset=utf-8", "--accent"},
-		{"/paf.svg", "image/svg+xml", "<svg"},
+		{"/paf.svg", "image/svg+xml; charset=utf-8", "<svg"},
 	}
 	for _, tt := range tests {
 		resp, body := get(t, c, httpsURL+tt.path)
@@ -156,10 +156,8 @@ func TestServeErrors(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "nope")
 	notDir := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(notDir, []byte("x"), 0o644)
-	emptyBare := t.TempDir()
-	if _, ok := testpeer.Find("git"); ok {
-		exec.Command("git", "init", "-q", "--bare", emptyBare).Run()
-	}
+	repo := newGitRepo(t)
+	repo.commit(map[string]string{"index.html": "x"})
 	base := []string{"--data-dir", data, "--http", "127.0.0.1:0", "--https", "127.0.0.1:0", "--poll", "0"}
 
 	tests := []struct {
@@ -175,7 +173,7 @@ func TestServeErrors(t *testing.T) {
 		{"root not a dir", []string{"--root", notDir}, 1, []string{"--root", notDir}},
 		{"two sources", []string{"--root", data, "--remote", "file:///x"}, 2, []string{"--root", "--remote"}},
 		{"remote missing", []string{"--remote", "file://" + missing}, 1, []string{"--remote", missing}},
-		{"branch missing", []string{"--remote", "file://" + emptyBare + "#nosuch"}, 1, []string{"--remote", "nosuch"}},
+		{"branch missing", []string{"--remote", "file://" + repo.bare + "#nosuch"}, 1, []string{"--remote", "nosuch"}},
 		{"bad scheme", []string{"--remote", "ftp://example.org/x"}, 1, []string{"--remote", "ftp"}},
 		{"ssh key missing", []string{"--remote", "ssh://git@127.0.0.1:1/x", "--ssh-key", missing}, 1, []string{"--ssh-key", missing}},
 		{"mime type", []string{"--mime-type", "nocolon"}, 2, []string{"--mime-type"}},
