@@ -26,11 +26,16 @@ var knownH2specDeviations = map[string]string{
 	// With h2c, a connection that does not start with the HTTP/2 preface
 	// is served as HTTP/1.1, as it must be on a listener speaking both.
 	"http2/3.5: Sends invalid connection preface": "h2c falls back to HTTP/1.1",
-	// Intermittent under load: net/http closes the connection or resets
-	// with a different frame ordering than h2spec waits for.
-	"http2/6.5.3: Sends multiple values of SETTINGS_INITIAL_WINDOW_SIZE":                                              "intermittent",
-	"http2/6.9.1: Sends multiple WINDOW_UPDATE frames increasing the flow control window to above 2^31-1 on a stream": "intermittent",
+	// net/http treats a SETTINGS frame that repeats a setting as a
+	// connection error; reproduced with a bare http.Server.
+	"http2/6.5.3: Sends multiple values of SETTINGS_INITIAL_WINDOW_SIZE": "net/http rejects repeated settings",
 }
+
+// h2specReruns is how many more times a failing case outside the known
+// deviations runs alone before it fails the test. On a loaded 2-core
+// machine a few cases race net/http's frame ordering against h2spec's
+// timeout; a real regression fails every run.
+const h2specReruns = 2
 
 // junitReport is the part of h2spec's JUnit report the test reads.
 type junitReport struct {
@@ -74,33 +79,56 @@ func TestH2spec(t *testing.T) {
 				t.Fatalf("h2spec %v: %v, no summary:\n%s", args, err, out)
 			}
 			t.Logf("h2spec %s: %s", tt.name, m[0])
-			data, err := os.ReadFile(report)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var rep junitReport
-			if err := xml.Unmarshal(data, &rep); err != nil {
-				t.Fatalf("h2spec report: %v", err)
-			}
-			for _, s := range rep.Suites {
-				for _, c := range s.Cases {
-					if c.Error == nil && c.Failure == nil {
-						continue
-					}
-					id := c.Package + ": " + c.Classname
-					if why, ok := knownH2specDeviations[id]; ok {
-						t.Logf("known deviation (%s): %s", why, id)
-						continue
-					}
-					detail := ""
-					if c.Error != nil {
-						detail = *c.Error
-					} else {
-						detail = *c.Failure
-					}
-					t.Errorf("h2spec failed: %s\n%s", id, detail)
+			for _, f := range h2specFailures(t, report) {
+				if why, ok := knownH2specDeviations[f.id]; ok {
+					t.Logf("known deviation (%s): %s", why, f.id)
+					continue
 				}
+				passed := false
+				for i := 0; i < h2specReruns && !passed; i++ {
+					rerun := filepath.Join(t.TempDir(), "rerun.xml")
+					rargs := append(append([]string{"-h", "127.0.0.1", "-o", "5", "-j", rerun}, tt.args...), f.section)
+					exec.CommandContext(ctx, bin, rargs...).Run()
+					passed = true
+					for _, again := range h2specFailures(t, rerun) {
+						if again.id == f.id {
+							passed = false
+						}
+					}
+				}
+				if passed {
+					t.Logf("h2spec %s failed once, then passed alone: %s", tt.name, f.id)
+					continue
+				}
+				t.Errorf("h2spec failed: %s\n%s", f.id, f.detail)
 			}
 		})
 	}
+}
+
+type h2specFailure struct{ section, id, detail string }
+
+// h2specFailures reads the failed cases of an h2spec JUnit report.
+func h2specFailures(t *testing.T, report string) []h2specFailure {
+	t.Helper()
+	data, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep junitReport
+	if err := xml.Unmarshal(data, &rep); err != nil {
+		t.Fatalf("h2spec report: %v", err)
+	}
+	var out []h2specFailure
+	for _, s := range rep.Suites {
+		for _, c := range s.Cases {
+			switch {
+			case c.Error != nil:
+				out = append(out, h2specFailure{c.Package, c.Package + ": " + c.Classname, *c.Error})
+			case c.Failure != nil:
+				out = append(out, h2specFailure{c.Package, c.Package + ": " + c.Classname, *c.Failure})
+			}
+		}
+	}
+	return out
 }

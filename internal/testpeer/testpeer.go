@@ -10,6 +10,7 @@ package testpeer
 import (
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 )
 
@@ -30,6 +31,10 @@ var packages = map[string]string{
 	"chromium":         "chromium",
 	"git-http-backend": "git",
 }
+
+// goTools are peers that are Go modules, pinned with tool lines in go.mod
+// so that `go test` needs nothing installed for them.
+var goTools = map[string]bool{"h2spec": true}
 
 // Required reports whether missing peers fail tests rather than skip them.
 func Required() bool { return os.Getenv("PAF_REQUIRE_PEERS") == "1" }
@@ -75,7 +80,14 @@ func Find(program string) (string, bool) {
 	if p, err := exec.LookPath(program); err == nil {
 		return p, true
 	}
-	for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/local/sbin", "/root/go/bin"} {
+	if goTools[program] {
+		// Pinned by a tool line in go.mod: `go tool -n` builds it (once,
+		// cached) and prints the executable's path.
+		if out, err := exec.Command("go", "tool", "-n", program).Output(); err == nil {
+			return strings.TrimSpace(string(out)), true
+		}
+	}
+	for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/local/sbin"} {
 		p := dir + "/" + program
 		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
 			return p, true
