@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/pafhq/paf/internal/atomicfile"
 )
 
 // Storage keeps certificate material by key: CA keys and certificates today,
@@ -59,7 +61,7 @@ func (s DirStorage) Load(ctx context.Context, key string) ([]byte, error) {
 }
 
 // Store implements Storage.
-func (s DirStorage) Store(ctx context.Context, key string, value []byte) (err error) {
+func (s DirStorage) Store(ctx context.Context, key string, value []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -71,36 +73,8 @@ func (s DirStorage) Store(ctx context.Context, key string, value []byte) (err er
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("certs: store %s: %w", name, err)
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(name)+".tmp*")
-	if err != nil {
+	if err := atomicfile.Write(name, value, 0o600); err != nil {
 		return fmt.Errorf("certs: store %s: %w", name, err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err := f.Chmod(0o600); err != nil {
-		return fmt.Errorf("certs: store %s: %w", name, err)
-	}
-	if _, err := f.Write(value); err != nil {
-		return fmt.Errorf("certs: store %s: %w", name, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("certs: store %s: %w", name, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("certs: store %s: %w", name, err)
-	}
-	if err := os.Rename(f.Name(), name); err != nil {
-		return fmt.Errorf("certs: store %s: %w", name, err)
-	}
-	// Make the rename durable; failure to sync a directory is not fatal on
-	// file systems that do not support it.
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }

@@ -35,6 +35,8 @@ import (
 	"github.com/go-git/go-git/v5/storage/memory"
 
 	"github.com/pafhq/paf/site"
+
+	"github.com/pafhq/paf/internal/atomicfile"
 )
 
 // Config configures a Source.
@@ -505,7 +507,7 @@ func (s *Source) recreate(ctx context.Context, branch string) (*git.Repository, 
 		return nil, fmt.Errorf("gitsource: clone %s: %w", s.remote, err)
 	}
 	ok = true
-	syncDir(s.gitDir)
+	atomicfile.SyncDir(s.gitDir)
 	if old != "" {
 		os.RemoveAll(old)
 	}

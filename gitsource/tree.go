@@ -18,6 +18,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 
 	"github.com/pafhq/paf/site"
+
+	"github.com/pafhq/paf/internal/atomicfile"
 )
 
 // maxSymlinkTarget bounds a symbolic link's target; longer ones are skipped.
@@ -217,16 +219,6 @@ func (b *blobStore) materialize(h plumbing.Hash, size int64) (path string, err e
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("blob cache: %w", err)
 	}
-	f, err := os.CreateTemp(dir, "."+h.String()+".tmp-*")
-	if err != nil {
-		return "", fmt.Errorf("blob cache: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
 	blob, err := b.repo.BlobObject(h)
 	if err != nil {
 		return "", fmt.Errorf("blob %s: %w", h, err)
@@ -237,22 +229,16 @@ func (b *blobStore) materialize(h plumbing.Hash, size int64) (path string, err e
 	}
 	defer r.Close()
 	hasher := plumbing.NewHasher(plumbing.BlobObject, size)
-	n, err := io.Copy(io.MultiWriter(f, hasher), io.LimitReader(r, size+1))
+	// The hash covers the size in the object header: content that is too
+	// long or too short cannot match.
+	err = atomicfile.WriteFrom(path, io.TeeReader(io.LimitReader(r, size+1), hasher), 0o600, func() error {
+		if hasher.Sum() != h {
+			return fmt.Errorf("blob %s: content does not match its id", h)
+		}
+		return nil
+	})
 	if err != nil {
-		return "", fmt.Errorf("blob %s: %w", h, err)
-	}
-	if n != size || hasher.Sum() != h {
-		return "", fmt.Errorf("blob %s: content does not match its id", h)
-	}
-	if err = f.Sync(); err != nil {
 		return "", fmt.Errorf("blob cache: %w", err)
 	}
-	if err = f.Close(); err != nil {
-		return "", fmt.Errorf("blob cache: %w", err)
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return "", fmt.Errorf("blob cache: %w", err)
-	}
-	syncDir(dir)
 	return path, nil
 }
