@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,17 +43,21 @@ func defaultDataDir() string {
 
 // usageErr wraps a flag problem so that run exits with 2.
 func usageErr(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
+	return &usageError{fmt.Sprintf(format, args...)}
 }
 
 // parseFlags parses args and turns flag's own errors into one-line usage
-// errors (flag already printed the details to the FlagSet's output).
-func parseFlags(fs *flag.FlagSet, args []string) error {
+// errors naming the flag. -h and --help print the command's flags to
+// stdout.
+func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
+			fmt.Fprintf(stdout, "Usage of %s:\n", fs.Name())
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
 			return err
 		}
-		return usageErr("%v", err)
+		return usageErr("%v (see `paf help %s`)", err, strings.TrimPrefix(fs.Name(), "paf "))
 	}
 	return nil
 }

@@ -28,8 +28,10 @@ func main() {
 	os.Exit(code)
 }
 
-// errUsage marks an error caused by how paf was invoked; it exits with 2.
-var errUsage = errors.New("usage")
+// usageError is an error caused by how paf was invoked; it exits with 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
 
 // run executes one paf command line and returns the process exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -40,9 +42,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch cmd {
 	case "serve":
-		err = serve(ctx, args, stderr)
+		err = serve(ctx, args, stdout, stderr)
 	case "publish":
-		err = publish(ctx, args, stdout, stderr)
+		err = publish(ctx, args, stdout)
+	case "get":
+		return get(ctx, args, stdout, stderr)
+	case "certs":
+		err = certsCmd(ctx, args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "paf", buildVersion())
 		return 0
@@ -57,7 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, flag.ErrHelp):
 		return 0
-	case errors.Is(err, errUsage):
+	case errors.As(err, new(*usageError)):
 		fmt.Fprintf(stderr, "paf %s: %v\n", cmd, err)
 		return 2
 	default:
@@ -94,13 +100,13 @@ func help(args []string, stdout io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
 		case "serve":
-			fs, _ := serveFlags(io.Discard)
+			fs, _ := serveFlags()
 			fs.SetOutput(stdout)
 			fmt.Fprintln(stdout, "Usage: paf serve [flags]")
 			fs.PrintDefaults()
 			return 0
 		case "publish":
-			fs, _ := publishFlags(io.Discard)
+			fs, _ := publishFlags()
 			fs.SetOutput(stdout)
 			fmt.Fprintln(stdout, "Usage: paf publish DIR --remote URL[#BRANCH] [flags]")
 			fs.PrintDefaults()

@@ -212,7 +212,7 @@ func client(t *testing.T, caFile string) *http.Client {
 	return c
 }
 
-func get(t *testing.T, c *http.Client, url string, hdr ...string) (*http.Response, string) {
+func httpGet(t *testing.T, c *http.Client, url string, hdr ...string) (*http.Response, string) {
 	t.Helper()
 	req, err := http.NewRequest("GET", url, nil)
 	if err != nil {

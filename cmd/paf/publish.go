@@ -18,7 +18,7 @@ type publishOptions struct {
 	author     string
 }
 
-func publishFlags(stderr io.Writer) (*flag.FlagSet, *publishOptions) {
+func publishFlags() (*flag.FlagSet, *publishOptions) {
 	o := &publishOptions{}
 	fs := flag.NewFlagSet("paf publish", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -30,14 +30,14 @@ func publishFlags(stderr io.Writer) (*flag.FlagSet, *publishOptions) {
 	return fs, o
 }
 
-func publish(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, o := publishFlags(stderr)
+func publish(ctx context.Context, args []string, stdout io.Writer) error {
+	fs, o := publishFlags()
 	// Accept the directory before or after the flags, as users type both.
 	var dir string
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		dir, args = args[0], args[1:]
 	}
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	rest := fs.Args()

@@ -57,7 +57,7 @@ func TestPublishThenServe(t *testing.T) {
 
 	p := startPaf(t, nil, "--remote", remote, "--data-dir", t.TempDir(), "--poll", "0",
 		"--http", "127.0.0.1:0", "--https", "off")
-	_, body := get(t, client(t, ""), "http://"+p.addr("http")+"/")
+	_, body := httpGet(t, client(t, ""), "http://"+p.addr("http")+"/")
 	if body != "<p>second</p>" {
 		t.Fatalf("served %q", body)
 	}

@@ -49,7 +49,7 @@ type serveOptions struct {
 	logFormat, logLevel string
 }
 
-func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveOptions) {
+func serveFlags() (*flag.FlagSet, *serveOptions) {
 	o := &serveOptions{}
 	fs := flag.NewFlagSet("paf serve", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -234,9 +234,9 @@ func (o *serveOptions) certificates(log *slog.Logger, httpsAddr string) (certs.G
 	return issued, nil
 }
 
-func serve(ctx context.Context, args []string, stderr io.Writer) error {
-	fs, o := serveFlags(stderr)
-	if err := parseFlags(fs, args); err != nil {
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, o := serveFlags()
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -114,7 +114,7 @@ func TestServeDemo(t *testing.T) {
 		{"/paf.svg", "image/svg+xml; charset=utf-8", "<svg"},
 	}
 	for _, tt := range tests {
-		resp, body := get(t, c, httpsURL+tt.path)
+		resp, body := httpGet(t, c, httpsURL+tt.path)
 		if resp.StatusCode != 200 || resp.ProtoMajor != 2 {
 			t.Fatalf("GET %s: %s over %s, want 200 over HTTP/2", tt.path, resp.Status, resp.Proto)
 		}
@@ -125,13 +125,13 @@ func TestServeDemo(t *testing.T) {
 			t.Errorf("GET %s: body lacks %q", tt.path, tt.contains)
 		}
 	}
-	resp, body := get(t, c, httpsURL+"/nope")
+	resp, body := httpGet(t, c, httpsURL+"/nope")
 	if resp.StatusCode != 404 || !strings.Contains(body, "nothing here") {
 		t.Errorf("GET /nope: %d %q, want the demo's 404.html", resp.StatusCode, body)
 	}
 
 	// The plain listener sends browsers to HTTPS.
-	resp, _ = get(t, c, "http://localhost:"+port(t, p.addr("http"))+"/style.css?x=1")
+	resp, _ = httpGet(t, c, "http://localhost:"+port(t, p.addr("http"))+"/style.css?x=1")
 	if want := httpsURL + "/style.css?x=1"; resp.StatusCode != 301 || resp.Header.Get("Location") != want {
 		t.Errorf("HTTP: %d Location %q, want 301 to %s", resp.StatusCode, resp.Header.Get("Location"), want)
 	}
@@ -210,7 +210,7 @@ func TestServeRootDirectory(t *testing.T) {
 	p := startPaf(t, nil, "--root", root, "--data-dir", t.TempDir(),
 		"--http", "127.0.0.1:0", "--https", "off", "--h2c")
 	url := "http://" + p.addr("http")
-	resp, body := get(t, client(t, ""), url+"/")
+	resp, body := httpGet(t, client(t, ""), url+"/")
 	if resp.StatusCode != 200 || body != "<h1>mine</h1>" {
 		t.Fatalf("GET /: %d %q", resp.StatusCode, body)
 	}
@@ -293,7 +293,7 @@ func TestUpdateUnderLoad(t *testing.T) {
 	if served.Load() == 0 {
 		t.Fatal("no request was served during the updates")
 	}
-	_, body := get(t, c, base+"/data.txt")
+	_, body := httpGet(t, c, base+"/data.txt")
 	if body != version(20) {
 		t.Fatalf("after the last hook, body starts %q, want version 20", body[:12])
 	}
@@ -328,7 +328,7 @@ func TestRestartWithRemoteDown(t *testing.T) {
 	args := []string{"--remote", url + "site.git", "--data-dir", data, "--poll", "0", "--http", "127.0.0.1:0", "--https", "off"}
 
 	p := startPaf(t, nil, args...)
-	_, body := get(t, client(t, ""), "http://"+p.addr("http")+"/")
+	_, body := httpGet(t, client(t, ""), "http://"+p.addr("http")+"/")
 	if body != "from git daemon" {
 		t.Fatalf("first run: %q", body)
 	}
@@ -342,7 +342,7 @@ func TestRestartWithRemoteDown(t *testing.T) {
 	if !strings.Contains(p.log(), "unreachable") {
 		t.Errorf("the log does not say the remote is unreachable:\n%s", p.log())
 	}
-	_, body = get(t, client(t, ""), "http://"+p.addr("http")+"/")
+	_, body = httpGet(t, client(t, ""), "http://"+p.addr("http")+"/")
 	if body != "from git daemon" {
 		t.Fatalf("restart with the remote down: %q", body)
 	}
@@ -373,7 +373,7 @@ func TestKill9(t *testing.T) {
 		}
 	}
 	p := startPaf(t, nil, args[:len(args)-2]...)
-	_, body := get(t, client(t, ""), "http://"+p.addr("http")+"/")
+	_, body := httpGet(t, client(t, ""), "http://"+p.addr("http")+"/")
 	if body != "v2" {
 		t.Fatalf("after kill -9s: %q, want v2", body)
 	}
