@@ -49,6 +49,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return get(ctx, args, stdout, stderr)
 	case "certs":
 		err = certsCmd(ctx, args, stdout, stderr)
+	case "proxy":
+		err = proxyCmd(ctx, args, stdout, stderr)
+	case "route":
+		err = routeCmd(ctx, args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "paf", buildVersion())
 		return 0
