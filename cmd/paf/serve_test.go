@@ -136,12 +136,21 @@ func TestServeDemo(t *testing.T) {
 		t.Errorf("HTTP: %d Location %q, want 301 to %s", resp.StatusCode, resp.Header.Get("Location"), want)
 	}
 
-	// curl, trusting the printed CA file, negotiates h2.
+	// curl, trusting the printed CA file, negotiates what it is asked for.
 	curl := testpeer.Need(t, "curl")
-	out, err := exec.Command(curl, "-sS", "--http2", "--cacert", ca, "-o", "/dev/null",
-		"-w", "%{http_code} %{http_version}", httpsURL+"/").CombinedOutput()
-	if err != nil || string(out) != "200 2" {
-		t.Errorf("curl --http2: %q %v, want \"200 2\"", out, err)
+	for _, tt := range []struct{ flag, want string }{{"--http2", "200 2"}, {"--http1.1", "200 1.1"}} {
+		out, err := exec.Command(curl, "-sS", tt.flag, "--cacert", ca, "-o", "/dev/null",
+			"-w", "%{http_code} %{http_version}", httpsURL+"/").CombinedOutput()
+		if err != nil || string(out) != tt.want {
+			t.Errorf("curl %s: %q %v, want %q", tt.flag, out, err, tt.want)
+		}
+	}
+	// nghttp speaks h2 only: ALPN must pick it and the page must come back.
+	nghttp := testpeer.Need(t, "nghttp")
+	out, err := exec.Command(nghttp, "-v", httpsURL+"/style.css").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "negotiated protocol: h2") ||
+		!strings.Contains(string(out), ":status: 200") || !strings.Contains(string(out), "content-type: text/css; charset=utf-8") {
+		t.Errorf("nghttp: %v\n%s", err, out)
 	}
 	p.stop()
 }
