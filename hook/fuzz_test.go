@@ -47,4 +47,3 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
-
