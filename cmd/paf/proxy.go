@@ -2,10 +2,308 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"flag"
+	"fmt"
 	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pafhq/paf/certs"
+	"github.com/pafhq/paf/gitsource"
+	"github.com/pafhq/paf/hook"
+	"github.com/pafhq/paf/proxy"
+	"github.com/pafhq/paf/route"
+	"github.com/pafhq/paf/server"
+	"github.com/pafhq/paf/stack"
 )
+
+// proxyOptions are paf proxy's flags.
+type proxyOptions struct {
+	routes         routeStoreOptions
+	dataDir        string
+	poll           time.Duration
+	hookPath       string
+	hookSecret     string
+	hookSecretFile string
+	trusted        listFlag
+	defaultCert    string
+
+	httpAddr, httpsAddr string
+	tlsCerts, tlsKeys   listFlag
+
+	readHeaderTimeout, idleTimeout, handshakeTimeout, grace time.Duration
+
+	logFormat, logLevel string
+}
+
+func proxyFlags() (*flag.FlagSet, *proxyOptions) {
+	o := &proxyOptions{}
+	fs := flag.NewFlagSet("paf proxy", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	o.routes.register(fs)
+	fs.StringVar(&o.dataDir, "data-dir", defaultDataDir(), "`DIR` for the routes clone, site clones and the local CA")
+	fs.DurationVar(&o.poll, "poll", time.Minute, "reload the routes (and fetch Git sites) every `DURATION` (0 turns polling off)")
+	fs.StringVar(&o.hookPath, "hook", "/.paf/hook", "URL `PATH`, on every host, of the reload webhook (enabled by a hook secret)")
+	fs.StringVar(&o.hookSecret, "hook-secret", "", "HMAC `SECRET` webhook requests are signed with (or env PAF_HOOK_SECRET, or --hook-secret-file)")
+	fs.StringVar(&o.hookSecretFile, "hook-secret-file", "", "read the hook secret from `FILE`")
+	fs.Var(&o.trusted, "trusted-proxies", "`CIDRS` (comma-separated, repeatable) of front proxies whose X-Forwarded-* and Forwarded headers are kept")
+	fs.StringVar(&o.defaultCert, "default-cert", "", "serve the certificate for `NAME` to clients asking for an unrouted name (default: fail their handshake)")
+
+	fs.StringVar(&o.httpAddr, "http", "127.0.0.1:8080", "plain HTTP listen `ADDR` (\"off\" for none); redirects to HTTPS when HTTPS is on")
+	fs.StringVar(&o.httpsAddr, "https", "127.0.0.1:8443", "HTTPS listen `ADDR`, or \"off\" to proxy plain HTTP only")
+	fs.Var(&o.tlsCerts, "tls-cert", "certificate chain PEM `FILE` (repeatable, paired with --tls-key; used for the names it covers)")
+	fs.Var(&o.tlsKeys, "tls-key", "private key PEM `FILE` of the preceding --tls-cert")
+
+	fs.DurationVar(&o.readHeaderTimeout, "read-header-timeout", server.DefaultReadHeaderTimeout, "time allowed to read a request's headers")
+	fs.DurationVar(&o.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "keep-alive client connections idle this long are closed")
+	fs.DurationVar(&o.handshakeTimeout, "tls-handshake-timeout", server.DefaultTLSHandshakeTimeout, "time allowed for a TLS handshake (and for the ClientHello, with passthrough routes)")
+	fs.DurationVar(&o.grace, "grace", server.DefaultGrace, "on SIGINT/SIGTERM, time in-flight requests get to finish")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return fs, o
+}
+
+// trustedPrefixes parses --trusted-proxies: CIDRs or single addresses.
+func (o *proxyOptions) trustedPrefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, v := range o.trusted {
+		for _, s := range strings.Split(v, ",") {
+			s = strings.TrimSpace(s)
+			if s == "" {
+				continue
+			}
+			if p, err := netip.ParsePrefix(s); err == nil {
+				out = append(out, p.Masked())
+				continue
+			}
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				return nil, usageErr("--trusted-proxies %q: want CIDRs such as 10.0.0.0/8 or addresses", s)
+			}
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+		}
+	}
+	return out, nil
+}
+
+// loader returns where routes are loaded from: the directory, or a Git
+// branch kept as an on-disk clone under --data-dir (so a restart while the
+// remote is down still routes).
+func (o *proxyOptions) loader(log *slog.Logger) (route.Loader, error) {
+	st, err := o.routes.store()
+	if err != nil {
+		return nil, err
+	}
+	gs, ok := st.(route.GitStore)
+	if !ok {
+		return st, nil
+	}
+	src, err := gitsource.New(gitsource.Config{Remote: gs.Remote, Auth: o.routes.auth, DataDir: o.dataDir, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("--routes-remote %s: %w", o.routes.remote, err)
+	}
+	return route.TreeLoader{Source: src}, nil
+}
+
+// certificates builds the HTTPS certificate selection: --tls-cert pairs
+// for the names they cover, ACME when configured, else paf's local CA,
+// one certificate per routed host.
+func (o *proxyOptions) certificates(log *slog.Logger, p *proxy.Proxy, acme certs.Getter) (certs.Getter, error) {
+	if len(o.tlsCerts) != len(o.tlsKeys) {
+		return nil, usageErr("--tls-cert and --tls-key: give them in pairs (%d certificates, %d keys)", len(o.tlsCerts), len(o.tlsKeys))
+	}
+	c := &proxy.Certificates{Proxy: p, ACME: acme}
+	if len(o.tlsCerts) > 0 {
+		pairs := make([]certs.Pair, len(o.tlsCerts))
+		for i := range o.tlsCerts {
+			pairs[i] = certs.Pair{CertFile: o.tlsCerts[i], KeyFile: o.tlsKeys[i]}
+		}
+		m, err := certs.LoadManual(pairs)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert: %w", err)
+		}
+		c.Manual = m
+	}
+	if acme == nil {
+		ca, err := certs.OpenLocalCA(filepath.Join(o.dataDir, "ca"))
+		if err != nil {
+			return nil, fmt.Errorf("--data-dir %s: local CA: %w", o.dataDir, err)
+		}
+		c.Default = &proxy.PerHost{New: func(host string) (certs.Getter, error) { return ca.Issuer([]string{host}) }}
+		log.Info("certificates for routes with certificate = \"default\" come from paf's local CA; trust it to avoid browser warnings", "ca", ca.CertFile())
+	}
+	if o.defaultCert != "" {
+		name := route.NormalizeHost(o.defaultCert)
+		if err := route.ValidHost(name); err != nil {
+			return nil, usageErr("--default-cert: %v", err)
+		}
+		var g certs.Getter
+		if c.Manual != nil {
+			if cert, err := c.Manual.GetCertificate(nameHello(name)); err == nil && cert.Leaf != nil && cert.Leaf.VerifyHostname(name) == nil {
+				g = c.Manual
+			}
+		}
+		if g == nil && c.ACME != nil {
+			g = c.ACME
+		}
+		if g == nil && c.Default != nil {
+			g = c.Default
+		}
+		if g == nil {
+			return nil, usageErr("--default-cert %s: no certificate source covers it", name)
+		}
+		c.Fallback = proxy.Named(g, name)
+	}
+	return c, nil
+}
 
 // proxyCmd runs `paf proxy`, the TLS-terminating reverse proxy.
 func proxyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return usageErr("paf proxy: not yet implemented")
+	fs, o := proxyFlags()
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErr("unexpected argument %q (paf proxy takes flags only)", fs.Arg(0))
+	}
+	log, err := newLogger(stderr, o.logFormat, o.logLevel)
+	if err != nil {
+		return err
+	}
+	secret, err := (&serveOptions{hookSecret: o.hookSecret, hookSecretFile: o.hookSecretFile}).secret()
+	if err != nil {
+		return err
+	}
+	if len(secret) > 0 && !strings.HasPrefix(o.hookPath, "/") {
+		return usageErr("--hook %q: want a URL path starting with /", o.hookPath)
+	}
+	trusted, err := o.trustedPrefixes()
+	if err != nil {
+		return err
+	}
+	httpAddr, httpsAddr := o.httpAddr, o.httpsAddr
+	if httpAddr == "off" {
+		httpAddr = ""
+	}
+	if httpsAddr == "off" {
+		httpsAddr = ""
+	}
+	if httpAddr == "" && httpsAddr == "" {
+		return usageErr("--http off and --https off: nothing would listen")
+	}
+	if o.dataDir == "" {
+		return usageErr("--data-dir: must not be empty")
+	}
+	loader, err := o.loader(log)
+	if err != nil {
+		return err
+	}
+
+	host := &stack.Host{}
+	p := proxy.New(proxy.Config{
+		Stack:          host,
+		TrustedProxies: trusted,
+		Sites:          &proxy.GitSites{DataDir: o.dataDir, Auth: o.routes.auth, Poll: o.poll, Logger: log},
+		Logger:         log,
+	})
+	defer p.Close()
+
+	var handler http.Handler = p
+	if len(secret) > 0 {
+		handler = withHook(o.hookPath, &hook.Handler{
+			Secret: secret,
+			Logger: log,
+			Update: func(ctx context.Context) (string, error) {
+				changed, err := p.Reload(ctx, loader)
+				if err != nil {
+					return "", err
+				}
+				rev := p.Table().Revision
+				if !changed {
+					return "no change: routing " + rev, nil
+				}
+				return "routes updated to " + rev, nil
+			},
+		}, p)
+	}
+
+	cfg := server.Config{
+		Stack:               p.WrapStack(host, httpsAddr, o.handshakeTimeout),
+		HTTPAddr:            httpAddr,
+		HTTPSAddr:           httpsAddr,
+		Handler:             handler,
+		ReadHeaderTimeout:   o.readHeaderTimeout,
+		IdleTimeout:         o.idleTimeout,
+		TLSHandshakeTimeout: o.handshakeTimeout,
+		Grace:               o.grace,
+		Logger:              log,
+	}
+	if httpsAddr != "" {
+		// The ACME seam: pass the ACME manager's Getter here (and its
+		// HTTP-01 handler as cfg.ChallengeHandler) once --acme exists.
+		var acme certs.Getter
+		if cfg.Certificates, err = o.certificates(log, p, acme); err != nil {
+			return err
+		}
+	}
+	srv, err := server.New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := srv.Listen(ctx); err != nil {
+		return err
+	}
+	if err := initialRoutes(ctx, p, loader, log); err != nil {
+		srv.Close()
+		return err
+	}
+	attrs := []any{"source", p.Table().Source, "revision", p.Table().Revision, "hosts", strings.Join(p.Table().Hosts(), " ")}
+	if a := srv.HTTPAddr(); a != nil {
+		attrs = append(attrs, "http", a.String())
+	}
+	if a := srv.HTTPSAddr(); a != nil {
+		attrs = append(attrs, "https", a.String())
+	}
+	log.Info("serving", attrs...)
+	if len(secret) > 0 {
+		log.Info("webhook enabled", "path", o.hookPath)
+	}
+	go p.Poll(ctx, loader, o.poll)
+	return srv.Serve(ctx)
+}
+
+// initialRoutes loads the first table; for a Git branch that cannot be
+// fetched it falls back to the clone kept from the last run.
+func initialRoutes(ctx context.Context, p *proxy.Proxy, l route.Loader, log *slog.Logger) error {
+	t, err := l.Load(ctx)
+	if err != nil {
+		tl, ok := l.(route.TreeLoader)
+		if !ok {
+			return err
+		}
+		cached, cerr := tl.Cached(ctx)
+		if cerr != nil {
+			return err
+		}
+		log.Warn("routes remote unreachable: routing with the cached version", "revision", cached.Revision, "error", err.Error())
+		t = cached
+	}
+	if err := p.Apply(t); err != nil {
+		return err
+	}
+	if t.Len() == 0 {
+		log.Warn("no routes yet: every request gets 421 until one is added", "source", t.Source)
+	}
+	return nil
+}
+
+// nameHello is a ClientHello asking for name, to look up a certificate
+// outside a handshake.
+func nameHello(name string) *tls.ClientHelloInfo {
+	return &tls.ClientHelloInfo{ServerName: name}
 }
