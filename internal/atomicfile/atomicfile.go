@@ -7,11 +7,16 @@ package atomicfile
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 )
+
+// ErrNotRegular is returned for a path that exists and is not a regular
+// file.
+var ErrNotRegular = errors.New("not a regular file")
 
 // Write replaces path with data, created with perm.
 func Write(path string, data []byte, perm os.FileMode) error {
@@ -22,7 +27,14 @@ func Write(path string, data []byte, perm os.FileMode) error {
 // when non-nil, runs after r is drained and before the rename: an error
 // from it (content that fails verification, say) abandons the write and
 // leaves path as it was.
+//
+// A path that exists but is not a regular file (a device such as
+// /dev/null, a pipe, a directory) is refused with ErrNotRegular: renaming
+// over it would replace the device itself.
 func WriteFrom(path string, r io.Reader, perm os.FileMode, check func() error) (err error) {
+	if fi, err := os.Lstat(path); err == nil && !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s: %w", path, ErrNotRegular)
+	}
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {

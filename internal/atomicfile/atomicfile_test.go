@@ -32,6 +32,13 @@ func TestWrite(t *testing.T) {
 	if string(b) != "two" || len(entries) != 1 {
 		t.Fatalf("after a failed write: %q, %d entries", b, len(entries))
 	}
+	// A device is never replaced by a regular file.
+	if err := Write(os.DevNull, []byte("x"), 0o600); !errors.Is(err, ErrNotRegular) {
+		t.Fatalf("writing %s: %v, want ErrNotRegular", os.DevNull, err)
+	}
+	if fi, err := os.Stat(os.DevNull); err != nil || fi.Mode().IsRegular() {
+		t.Fatalf("%s is now %v", os.DevNull, fi.Mode())
+	}
 	if err := Write(filepath.Join(dir, "missing", "f"), nil, 0o600); err == nil {
 		t.Fatal("write into a missing directory succeeded")
 	}

@@ -1,0 +1,255 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pafhq/paf/gitsource"
+	"github.com/pafhq/paf/internal/testpeer"
+)
+
+// testWorkFactor keeps scrypt cheap in tests that create many keyrings;
+// TestWrongPassphrase uses the real one.
+const testWorkFactor = 10
+
+// gitRunner runs the git binary isolated from the machine's configuration.
+type gitRunner struct {
+	t    testing.TB
+	bin  string
+	home string
+}
+
+func newGitRunner(t testing.TB) *gitRunner {
+	t.Helper()
+	g := &gitRunner{t: t, bin: testpeer.Need(t, "git"), home: t.TempDir()}
+	// An empty global configuration of our own, rather than /dev/null,
+	// which other processes on a shared machine may have damaged.
+	if err := os.WriteFile(filepath.Join(g.home, "gitconfig"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func (g *gitRunner) run(dir string, args ...string) string {
+	g.t.Helper()
+	cmd := exec.Command(g.bin, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(),
+		"HOME="+g.home, "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL="+filepath.Join(g.home, "gitconfig"),
+		"GIT_AUTHOR_NAME=Test", "GIT_AUTHOR_EMAIL=test@example.org",
+		"GIT_COMMITTER_NAME=Test", "GIT_COMMITTER_EMAIL=test@example.org",
+		"GIT_TERMINAL_PROMPT=0")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		g.t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// remote is an empty bare repository, served by git daemon when started.
+type remote struct {
+	g    *gitRunner
+	base string // directory holding certs.git
+	bare string
+	stop func()
+	url  string // git:// URL once served, else file://
+}
+
+func newRemote(t testing.TB) *remote {
+	t.Helper()
+	g := newGitRunner(t)
+	base := t.TempDir()
+	bare := filepath.Join(base, "certs.git")
+	g.run(base, "init", "--bare", "--initial-branch=main", bare)
+	return &remote{g: g, base: base, bare: bare, url: "file://" + bare}
+}
+
+// serve starts git daemon with pushes enabled on a free loopback port.
+func (r *remote) serve(t testing.TB) {
+	t.Helper()
+	daemon := testpeer.Need(t, "git-daemon")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	r.stop = startDaemon(t, fmt.Sprintf("127.0.0.1:%d", port), daemon,
+		"--reuseaddr", "--base-path="+r.base, "--export-all", "--enable=receive-pack",
+		"--listen=127.0.0.1", "--port="+strconv.Itoa(port), r.base)
+	r.url = fmt.Sprintf("git://127.0.0.1:%d/certs.git", port)
+}
+
+// head returns the bare repository's main, or "" when it has none.
+func (r *remote) head() string {
+	cmd := exec.Command(r.g.bin, "rev-parse", "--verify", "-q", "refs/heads/main")
+	cmd.Dir = r.bare
+	out, _ := cmd.Output()
+	return strings.TrimSpace(string(out))
+}
+
+// log returns the subjects of main's history, newest first.
+func (r *remote) log() []string {
+	if r.head() == "" {
+		return nil
+	}
+	return strings.Split(r.g.run(r.bare, "log", "--format=%s", "main"), "\n")
+}
+
+// everything returns the bytes of every object in the bare repository,
+// whichever commit references it, plus every patch of the history.
+func (r *remote) everything() string {
+	var b strings.Builder
+	if r.head() != "" {
+		b.WriteString(r.g.run(r.bare, "log", "-p", "--all"))
+	}
+	b.WriteString(r.g.run(r.bare, "cat-file", "--batch-all-objects", "--batch", "--unordered"))
+	return b.String()
+}
+
+// startDaemon starts a program in its own process group, killed (the whole
+// group) when the test ends, and waits until addr accepts connections.
+func startDaemon(t testing.TB, addr string, name string, args ...string) func() {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	var out syncBuffer
+	cmd.Stderr = &out
+	cmd.Stdout = &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-exited
+		})
+	}
+	t.Cleanup(stop)
+	for i := 0; ; i++ {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return stop
+		}
+		select {
+		case <-exited:
+			t.Fatalf("%s exited: %s", name, out.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if i == 200 {
+			t.Fatalf("%s not accepting on %s: %v\n%s", name, addr, err, out.String())
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// testLogger sends a storage's log to the test log, until the test ends.
+func testLogger(t testing.TB, name string) *slog.Logger {
+	w := &testWriter{t: t}
+	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})).With("instance", name)
+}
+
+type testWriter struct {
+	mu   sync.Mutex
+	t    testing.TB
+	done bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimSpace(string(p)))
+	}
+	return len(p), nil
+}
+
+// openGit opens an instance on r with its own clone directory (or dir when
+// given), closed when the test ends.
+func openGit(t testing.TB, r *remote, name, dir string, lease time.Duration) *Git {
+	t.Helper()
+	g, err := tryOpenGit(t, r, name, dir, lease)
+	if err != nil {
+		t.Fatalf("OpenGit %s: %v", name, err)
+	}
+	return g
+}
+
+func tryOpenGit(t testing.TB, r *remote, name, dir string, lease time.Duration) (*Git, error) {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	rem, err := gitsource.ParseRemote(r.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	g, err := OpenGit(ctx, GitConfig{Remote: rem, Dir: dir, LockLease: lease, Logger: testLogger(t, name)})
+	if err == nil {
+		t.Cleanup(func() { g.Close() })
+	}
+	return g, err
+}
+
+// pemKey returns a fresh PEM-encoded EC private key, like CertMagic stores.
+func pemKey(t testing.TB) []byte {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
+}
+
+// testCtx is a context bounding one test step.
+func testCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
