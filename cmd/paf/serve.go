@@ -38,6 +38,8 @@ type serveOptions struct {
 
 	httpAddr, httpsAddr string
 	tlsCerts, tlsKeys   listFlag
+	acme                acmeOptions
+	certStore           certStoreOptions
 	hsts                bool
 	hstsMaxAge          time.Duration
 	h2c                 bool
@@ -70,6 +72,8 @@ func serveFlags() (*flag.FlagSet, *serveOptions) {
 	fs.StringVar(&o.httpsAddr, "https", "127.0.0.1:8443", "HTTPS listen `ADDR`, or \"off\" to serve the site over plain HTTP (behind a proxy)")
 	fs.Var(&o.tlsCerts, "tls-cert", "certificate chain PEM `FILE` (repeatable, paired with --tls-key; chosen by SNI, the first is the default)")
 	fs.Var(&o.tlsKeys, "tls-key", "private key PEM `FILE` of the preceding --tls-cert")
+	acmeFlags(fs, &o.acme)
+	certStoreFlags(fs, &o.certStore)
 	fs.BoolVar(&o.hsts, "hsts", false, "send Strict-Transport-Security on HTTPS responses")
 	fs.DurationVar(&o.hstsMaxAge, "hsts-max-age", 365*24*time.Hour, "max-age of --hsts")
 	fs.BoolVar(&o.h2c, "h2c", false, "accept HTTP/2 with prior knowledge (h2c) on the plain HTTP listener")
@@ -199,8 +203,17 @@ func (o *serveOptions) source(log *slog.Logger) (site.Source, error) {
 	return demo.Source(), nil
 }
 
-// certificates picks where the HTTPS listener's certificates come from.
-func (o *serveOptions) certificates(log *slog.Logger, httpsAddr string) (certs.Getter, error) {
+// certificates picks where the HTTPS listener's certificates come from:
+// ACME (a *certs.ACME), else --tls-cert files or the local CA, after the
+// manual certificates of the certificate store.
+func (o *serveOptions) certificates(ctx context.Context, log *slog.Logger, httpsAddr string) (certs.Getter, error) {
+	if o.acme.enabled {
+		return o.acmeManager(ctx, log)
+	}
+	stored, err := o.storedManual(ctx, log)
+	if err != nil {
+		return nil, err
+	}
 	if len(o.tlsCerts) != len(o.tlsKeys) {
 		return nil, usageErr("--tls-cert and --tls-key: give them in pairs (%d certificates, %d keys)", len(o.tlsCerts), len(o.tlsKeys))
 	}
@@ -213,7 +226,7 @@ func (o *serveOptions) certificates(log *slog.Logger, httpsAddr string) (certs.G
 		if err != nil {
 			return nil, fmt.Errorf("--tls-cert: %w", err)
 		}
-		return m, nil
+		return certs.ManualFirst(stored, m), nil
 	}
 	ca, err := certs.OpenLocalCA(filepath.Join(o.dataDir, "ca"))
 	if err != nil {
@@ -231,7 +244,7 @@ func (o *serveOptions) certificates(log *slog.Logger, httpsAddr string) (certs.G
 	}
 	log.Info("no --tls-cert given: serving certificates from paf's local CA; trust it to avoid browser warnings",
 		"ca", ca.CertFile(), "names", strings.Join(names, ","))
-	return issued, nil
+	return certs.ManualFirst(stored, issued), nil
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -313,10 +326,18 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if o.hsts {
 		cfg.HSTS = o.hstsMaxAge
 	}
+	var acme *certs.ACME
 	if httpsAddr != "" {
-		if cfg.Certificates, err = o.certificates(log, httpsAddr); err != nil {
+		if cfg.Certificates, err = o.certificates(ctx, log, httpsAddr); err != nil {
 			return err
 		}
+		if a, ok := cfg.Certificates.(*certs.ACME); ok {
+			acme = a
+			cfg.ChallengeHandler = a.HTTPChallengeHandler()
+			cfg.NextProtos = a.NextProtos()
+		}
+	} else if o.acme.enabled {
+		return usageErr("--acme needs the HTTPS listener: not with --https off")
 	}
 	srv, err := server.New(cfg)
 	if err != nil {
@@ -341,6 +362,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	log.Info("serving", attrs...)
 	if len(secret) > 0 {
 		log.Info("webhook enabled", "path", o.hookPath)
+	}
+	if acme != nil {
+		// Challenges need the listeners bound, and served right after.
+		if err := acme.Start(ctx, srv.HTTPAddr(), srv.HTTPSAddr()); err != nil {
+			return err
+		}
+		defer acme.Close()
 	}
 	go st.Poll(ctx, o.poll)
 	return srv.Serve(ctx)
