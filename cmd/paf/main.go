@@ -93,11 +93,18 @@ Usage:
   paf [serve] [flags]          serve a site (the default command)
   paf publish DIR --remote URL[#BRANCH] [flags]
                                commit DIR as the branch's new tree and push it
+  paf proxy --routes DIR | --routes-remote URL[#BRANCH] [flags]
+                               a TLS-terminating reverse proxy for many hostnames
+  paf route add|rm|ls ...      edit the proxy's routes, in a directory or in Git
+  paf certs ls|add|rm ...      list, add or remove stored certificates
+  paf get URL [flags]          a curl-like client speaking HTTP/1.1 and HTTP/2
   paf version                  print the version
   paf help [command]           print this help, or a command's flags
 
 With no source flag, paf serve serves its embedded demo site on
 http://127.0.0.1:8080 and https://localhost:8443.
+
+Run `paf COMMAND -h` for a command's flags.
 `
 
 func help(args []string, stdout io.Writer) int {
