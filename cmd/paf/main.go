@@ -104,7 +104,7 @@ Usage:
 With no source flag, paf serve serves its embedded demo site on
 http://127.0.0.1:8080 and https://localhost:8443.
 
-Run `paf COMMAND -h` for a command's flags.
+Run "paf COMMAND -h" for a command's flags.
 `
 
 func help(args []string, stdout io.Writer) int {
