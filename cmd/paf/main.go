@@ -47,6 +47,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = publish(ctx, args, stdout)
 	case "get":
 		return get(ctx, args, stdout, stderr)
+	case "stress":
+		return stress(ctx, args, stdout, stderr)
 	case "certs":
 		err = certsCmd(ctx, args, stdout, stderr)
 	case "proxy":
@@ -98,6 +100,8 @@ Usage:
   paf route add|rm|ls ...      edit the proxy's routes, in a directory or in Git
   paf certs ls|add|rm ...      list, add or remove stored certificates
   paf get URL [flags]          a curl-like client speaking HTTP/1.1 and HTTP/2
+  paf stress -n N -m M -c C URL...
+                               N worker processes, M requests each, C at a time
   paf version                  print the version
   paf help [command]           print this help, or a command's flags
 
