@@ -448,10 +448,11 @@ func (g *Git) refreshLoop() {
 	}
 }
 
-// missFetch fetches after a read found nothing, so that a value another
-// instance pushed a moment ago (a challenge token) is seen. Fetches start
-// at most once per missFetchEvery: a miss soon after a fetch waits for the
-// rest of that second, and misses waiting together share one fetch. After
+// missFetch fetches after a read found nothing (or before reading a key
+// that mustBeFresh), so that a value another instance pushed a moment ago
+// (a challenge token) is seen. Fetches start at most once per
+// missFetchEvery: a miss soon after a fetch waits for the rest of that
+// second, and misses waiting together share one fetch. After
 // a failed fetch, misses do not fetch for missFetchAfterFailure. It
 // reports whether the snapshot may have changed since the miss.
 func (g *Git) missFetch(ctx context.Context) bool {
@@ -510,9 +511,20 @@ func (g *Git) Head() string {
 	return ""
 }
 
-// lookup finds key in the snapshot, fetching once on a miss.
+// lookup finds key in the snapshot, fetching once on a miss, or before
+// reading a key that mustBeFresh.
 func (g *Git) lookup(ctx context.Context, key string) (blob, *snapshot, bool) {
 	s := g.snap.Load()
+	if mustBeFresh(key) {
+		// A hit may be stale: fetch (at most once a second, shared with
+		// concurrent readers) and read what the remote has. With the
+		// remote down, the clone's value is all there is.
+		if g.missFetch(ctx) {
+			s = g.snap.Load()
+		}
+		b, ok := s.files[key]
+		return b, s, ok
+	}
 	if b, ok := s.files[key]; ok {
 		return b, s, true
 	}

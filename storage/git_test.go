@@ -476,3 +476,39 @@ func TestBrokenClone(t *testing.T) {
 		t.Errorf("broken clone left behind: %q", left)
 	}
 }
+
+// TestChallengeTokenFresh: an instance whose clone holds an old challenge
+// token (left by a holder that crashed mid-order) reads the new one
+// another instance just pushed, without waiting for a background fetch;
+// other keys are read from the clone as it is.
+func TestChallengeTokenFresh(t *testing.T) {
+	r := newRemote(t)
+	r.serve(t)
+	ctx := testCtx(t)
+	a := openGit(t, r, "a", "", 2*time.Second)
+	b := openGit(t, r, "b", "", 2*time.Second)
+	const token = "acme/ca/challenge_tokens/a.example.json"
+	for _, kv := range [][2]string{{token, "old"}, {"other.json", "old"}} {
+		if err := a.Store(ctx, kv[0], []byte(kv[1])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, k := range []string{token, "other.json"} {
+		if got, err := b.Load(ctx, k); err != nil || string(got) != "old" {
+			t.Fatalf("b: Load %s = %q, %v; want old", k, got, err)
+		}
+	}
+	for _, k := range []string{token, "other.json"} {
+		if err := a.Store(ctx, k, []byte("new")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A plain hit is served from the clone (its background fetch is 30s
+	// away), the token is fetched.
+	if got, err := b.Load(ctx, "other.json"); err != nil || string(got) != "old" {
+		t.Errorf("b: Load other.json = %q, %v; want the clone's old value", got, err)
+	}
+	if got, err := b.Load(ctx, token); err != nil || string(got) != "new" {
+		t.Errorf("b: Load %s = %q, %v; want the token a just pushed", token, got, err)
+	}
+}

@@ -73,6 +73,16 @@ func lockKey(name string) string {
 	return "locks/" + url.PathEscape(name) + ".lock"
 }
 
+// mustBeFresh reports whether reads of key must see the remote as it is
+// now rather than as the clone last fetched it. An ACME challenge token is
+// pushed by the instance that ordered a certificate just before the CA
+// asks any instance for it; a clone fetched a moment earlier may hold an
+// older token for the same name (left by a holder that crashed mid-order),
+// and answering with it fails the validation.
+func mustBeFresh(key string) bool {
+	return strings.Contains(key, "challenge_tokens/")
+}
+
 // describe says what a CertMagic key holds, for commit messages: a reader
 // of `git log` sees why a file changed without knowing CertMagic's layout.
 func describe(key string) string {
