@@ -37,6 +37,10 @@ type Certificates struct {
 
 // GetCertificate implements certs.Getter.
 func (c *Certificates) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if c.ACME != nil && len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == certs.ACMETLS1Protocol {
+		// A TLS-ALPN-01 validation: only ACME can answer it.
+		return c.ACME.GetCertificate(hello)
+	}
 	r := c.Proxy.Route(hello.ServerName)
 	if hello.ServerName == "" || r == nil {
 		if c.Fallback != nil {

@@ -7,67 +7,130 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/pafhq/paf/route"
 	"github.com/pafhq/paf/stack"
 )
 
-// DefaultPeekTimeout bounds the wait for a client's ClientHello when the
-// listener must look at it before deciding where the connection goes.
-const DefaultPeekTimeout = 10 * time.Second
+// Defaults applied to zero ListenerConfig fields.
+const (
+	// DefaultPeekTimeout bounds the wait for a client's ClientHello when
+	// the listener must look at it before deciding where the connection
+	// goes.
+	DefaultPeekTimeout = 10 * time.Second
+	// DefaultPassthroughIdle closes passthrough connections that carried
+	// no byte either way for this long.
+	DefaultPassthroughIdle = 5 * time.Minute
+	// DefaultGrace is how long passthrough connections may go on after
+	// the listener closed (graceful shutdown).
+	DefaultGrace = 10 * time.Second
+)
+
+// ListenerConfig configures the listeners of Listener and WrapStack. The
+// zero value applies the defaults and trusts no PROXY headers.
+type ListenerConfig struct {
+	// PeekTimeout bounds reading a ClientHello. Zero means
+	// DefaultPeekTimeout.
+	PeekTimeout time.Duration
+	// IdleTimeout closes a passthrough connection after this long
+	// without a byte in either direction. Zero means
+	// DefaultPassthroughIdle.
+	IdleTimeout time.Duration
+	// Grace is how long passthrough connections still open when the
+	// listener is closed may go on before they are cut, as the HTTP
+	// server gives its requests. Zero means DefaultGrace.
+	Grace time.Duration
+	// ProxyProtocolFrom are the addresses of front balancers whose PROXY
+	// protocol headers are read (see ProxyProtocolListener). Empty: no
+	// header is read, the listeners see what arrives as is.
+	ProxyProtocolFrom []netip.Prefix
+	// ProxyHeaderTimeout bounds reading a PROXY header. Zero means
+	// DefaultProxyHeaderTimeout.
+	ProxyHeaderTimeout time.Duration
+}
+
+func (c ListenerConfig) withDefaults() ListenerConfig {
+	if c.PeekTimeout <= 0 {
+		c.PeekTimeout = DefaultPeekTimeout
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = DefaultPassthroughIdle
+	}
+	if c.Grace <= 0 {
+		c.Grace = DefaultGrace
+	}
+	return c
+}
 
 // Listener wraps the raw TCP listener of the HTTPS port. While the table
 // has passthrough routes, it reads each connection's TLS ClientHello,
 // forwards connections whose SNI names a passthrough route, unread and
 // undecrypted, to that route's backend, and hands every other connection,
 // ClientHello replayed, to Accept for the TLS server. Without passthrough
-// routes connections go straight through. peekTimeout bounds reading the
-// ClientHello; zero means DefaultPeekTimeout.
-func (p *Proxy) Listener(inner net.Listener, peekTimeout time.Duration) net.Listener {
-	if peekTimeout <= 0 {
-		peekTimeout = DefaultPeekTimeout
-	}
+// routes connections go straight through.
+//
+// Closing the listener stops accepting at once; passthrough connections
+// then get cfg.Grace to end before they are cut, and Proxy.Wait returns
+// once they are all gone.
+func (p *Proxy) Listener(inner net.Listener, cfg ListenerConfig) net.Listener {
+	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(p.baseCtx)
 	l := &sniListener{
-		inner: inner, p: p, timeout: peekTimeout,
+		inner: inner, p: p, cfg: cfg,
 		ctx: ctx, cancel: cancel,
 		conns:  make(chan net.Conn),
 		errc:   make(chan error, 1),
 		splice: map[net.Conn]struct{}{},
 	}
+	p.listeners.Add(1)
 	l.wg.Add(1)
 	go l.acceptLoop()
 	return l
 }
 
+// Wait blocks until every listener made by Listener was closed and its
+// passthrough connections ended (cut at most Grace after the close). Call
+// it after the server using the listeners has shut down.
+func (p *Proxy) Wait() { p.listeners.Wait() }
+
 // WrapStack returns a Stack whose Listen wraps the listener bound at
 // httpsAddr with Listener, so that a server.Server built on it gets
-// passthrough by SNI without knowing about it. Other listeners and dials
-// are st's.
-func (p *Proxy) WrapStack(st stack.Stack, httpsAddr string, peekTimeout time.Duration) stack.Stack {
-	return &wrapStack{Stack: st, p: p, addr: httpsAddr, timeout: peekTimeout}
+// passthrough by SNI without knowing about it; with
+// cfg.ProxyProtocolFrom, every listener (HTTP too) first reads PROXY
+// headers from those balancers. Dials are st's.
+func (p *Proxy) WrapStack(st stack.Stack, httpsAddr string, cfg ListenerConfig) stack.Stack {
+	return &wrapStack{Stack: st, p: p, addr: httpsAddr, cfg: cfg}
 }
 
 type wrapStack struct {
 	stack.Stack
-	p       *Proxy
-	addr    string
-	timeout time.Duration
+	p    *Proxy
+	addr string
+	cfg  ListenerConfig
 }
 
 func (w *wrapStack) Listen(ctx context.Context, network, address string) (net.Listener, error) {
 	ln, err := w.Stack.Listen(ctx, network, address)
-	if err != nil || address != w.addr {
+	if err != nil {
 		return ln, err
 	}
-	return w.p.Listener(ln, w.timeout), nil
+	if len(w.cfg.ProxyProtocolFrom) > 0 {
+		ln = ProxyProtocolListener(ln, w.cfg.ProxyProtocolFrom, w.cfg.ProxyHeaderTimeout)
+	}
+	if address != w.addr {
+		return ln, nil
+	}
+	return w.p.Listener(ln, w.cfg), nil
 }
 
 type sniListener struct {
-	inner   net.Listener
-	p       *Proxy
-	timeout time.Duration
+	inner net.Listener
+	p     *Proxy
+	cfg   ListenerConfig
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -129,7 +192,7 @@ var errPeeked = errors.New("proxy: ClientHello peeked")
 // route reads c's ClientHello and sends c to a passthrough backend or to
 // Accept.
 func (l *sniListener) route(c net.Conn) {
-	c.SetReadDeadline(time.Now().Add(l.timeout))
+	c.SetReadDeadline(time.Now().Add(l.cfg.PeekTimeout))
 	rec := &recordingConn{Conn: c}
 	sni := ""
 	// crypto/tls parses the ClientHello (fragmented records and all);
@@ -142,7 +205,7 @@ func (l *sniListener) route(c net.Conn) {
 	c.SetReadDeadline(time.Time{})
 	pc := &prefixConn{Conn: c, prefix: rec.buf.Bytes()}
 	if sni != "" {
-		if pl := l.p.state.Load().pools[sni]; pl != nil && pl.route.Passthrough {
+		if pl := l.p.state.Load().pools[route.NormalizeHost(sni)]; pl != nil && pl.route.Passthrough {
 			l.passthrough(pc, pl)
 			return
 		}
@@ -156,6 +219,7 @@ func (l *sniListener) passthrough(c *prefixConn, pl *pool) {
 	defer c.Close()
 	var tried []*upstream
 	var b net.Conn
+	var chosen *upstream
 	for {
 		u := pl.pick(tried)
 		if u == nil {
@@ -170,12 +234,24 @@ func (l *sniListener) passthrough(c *prefixConn, pl *pool) {
 			pl.succeeded(u)
 			u.inflight.Add(1)
 			defer u.inflight.Add(-1)
-			b = conn
+			b, chosen = conn, u
 			break
 		}
 		pl.failed(u, err)
 	}
 	defer b.Close()
+	if v := pl.route.ProxyProtocol; v != "" {
+		hdr, err := ProxyHeader(v, c.RemoteAddr(), c.LocalAddr())
+		if err == nil {
+			b.SetWriteDeadline(time.Now().Add(pl.route.Timeouts.Dial))
+			_, err = b.Write(hdr)
+			b.SetWriteDeadline(time.Time{})
+		}
+		if err != nil {
+			l.p.log.Warn("passthrough: PROXY header not sent", "host", pl.route.Host, "backend", chosen.backend.URL, "error", err.Error())
+			return
+		}
+	}
 	l.mu.Lock()
 	if l.ctx.Err() != nil {
 		l.mu.Unlock()
@@ -188,15 +264,74 @@ func (l *sniListener) passthrough(c *prefixConn, pl *pool) {
 		delete(l.splice, c)
 		l.mu.Unlock()
 	}()
+	idle := newIdleTimer(l.cfg.IdleTimeout, func() { c.Close(); b.Close() })
+	defer idle.stop()
 	done := make(chan struct{})
 	go func() {
-		io.Copy(b, c)
+		buf := l.p.bufPool.Get()
+		io.CopyBuffer(b, idleReader{c, idle}, buf)
+		l.p.bufPool.Put(buf)
 		closeWrite(b)
 		close(done)
 	}()
-	io.Copy(c.Conn, b)
+	buf := l.p.bufPool.Get()
+	io.CopyBuffer(c.Conn, idleReader{b, idle}, buf)
+	l.p.bufPool.Put(buf)
 	closeWrite(c.Conn)
 	<-done
+}
+
+// idleTimer calls its function once no activity was recorded for d.
+type idleTimer struct {
+	d    time.Duration
+	f    func()
+	last atomic.Int64 // unix nanoseconds of the last activity
+
+	mu sync.Mutex
+	t  *time.Timer
+}
+
+func newIdleTimer(d time.Duration, f func()) *idleTimer {
+	it := &idleTimer{d: d, f: f}
+	it.last.Store(time.Now().UnixNano())
+	it.mu.Lock()
+	it.t = time.AfterFunc(d, it.fire)
+	it.mu.Unlock()
+	return it
+}
+
+// fire calls f if the connection was idle for d, else re-arms for the
+// rest of the period.
+func (it *idleTimer) fire() {
+	left := time.Until(time.Unix(0, it.last.Load()).Add(it.d))
+	if left <= 0 {
+		it.f()
+		return
+	}
+	it.mu.Lock()
+	it.t.Reset(left)
+	it.mu.Unlock()
+}
+
+func (it *idleTimer) touch() { it.last.Store(time.Now().UnixNano()) }
+func (it *idleTimer) stop() {
+	it.mu.Lock()
+	it.t.Stop()
+	it.mu.Unlock()
+}
+
+// idleReader records activity on each read.
+type idleReader struct {
+	r  io.Reader
+	it *idleTimer
+}
+
+func (r idleReader) Read(b []byte) (int, error) {
+	n, err := r.r.Read(b)
+	if n > 0 {
+		r.it.touch()
+	}
+	return n, err
 }
 
 func closeWrite(c net.Conn) {
@@ -219,18 +354,26 @@ func (l *sniListener) Accept() (net.Conn, error) {
 	}
 }
 
-// Close stops accepting, aborts ClientHello reads and closes passthrough
-// connections, and waits for their goroutines.
+// Close stops accepting and aborts ClientHello reads at once; passthrough
+// connections get Grace to end, then are cut. It does not wait: Proxy.Wait
+// does.
 func (l *sniListener) Close() error {
 	var err error
 	l.once.Do(func() {
 		l.cancel()
 		err = l.inner.Close()
-		l.mu.Lock()
-		for c := range l.splice {
-			c.Close()
-		}
-		l.mu.Unlock()
+		cut := time.AfterFunc(l.cfg.Grace, func() {
+			l.mu.Lock()
+			for c := range l.splice {
+				c.Close()
+			}
+			l.mu.Unlock()
+		})
+		go func() {
+			l.wg.Wait()
+			cut.Stop()
+			l.p.listeners.Done()
+		}()
 	})
 	return err
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -202,6 +203,9 @@ func (pl *pool) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		a.u = u
 		out := *req
+		if pl.route.ProxyProtocol != "" {
+			out = *req.WithContext(context.WithValue(req.Context(), clientAddrsKey{}, requestAddrs(req)))
+		}
 		url := *req.URL
 		url.Host = u.backend.Addr
 		url.Scheme = "http"
@@ -223,6 +227,17 @@ func (pl *pool) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 	}
+}
+
+// requestAddrs returns the addresses of the client connection r came
+// on, for a PROXY header.
+func requestAddrs(r *http.Request) clientAddrs {
+	var ca clientAddrs
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		ca.src = net.TCPAddrFromAddrPort(ap)
+	}
+	ca.dst, _ = r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	return ca
 }
 
 // isDialError reports whether err happened before anything was sent:

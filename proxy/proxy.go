@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,9 +33,16 @@ import (
 
 // SiteOpener starts serving a route's Git site (route.Route.Site)
 // in-process. The returned stop function is called when the route is
-// removed or changed; it must not wait for requests in flight.
+// removed or changed; it must not wait for requests in flight. A handler
+// that also implements SiteUpdater is updated by Proxy.UpdateSites.
 type SiteOpener interface {
 	Open(ctx context.Context, r *route.Route) (h http.Handler, stop func(), err error)
+}
+
+// SiteUpdater fetches a site's source now, as the webhook asks: the
+// handler of a SiteOpener implements it (site.Site does).
+type SiteUpdater interface {
+	Update(ctx context.Context) (changed bool, err error)
 }
 
 // Config configures a Proxy. The zero value proxies through the host's
@@ -50,6 +58,10 @@ type Config struct {
 	// Sites serves site = "URL#branch" routes; nil refuses such routes
 	// when a table is applied.
 	Sites SiteOpener
+	// Applied, when set, is called with each table once it is being
+	// served, in the order tables are applied: ACMEHosts.Sync follows the
+	// routes this way. It runs with reloads held, so it must be quick.
+	Applied func(t *route.Table)
 	// Logger receives reloads, backends going down and up, and proxy
 	// errors. Nil discards.
 	Logger *slog.Logger
@@ -63,14 +75,14 @@ type Proxy struct {
 	log   *slog.Logger
 	state atomic.Pointer[state]
 
-	applyMu  sync.Mutex // serializes Apply and Reload
-	closed   bool
-	baseCtx  context.Context
-	cancel   context.CancelFunc
-	bufPool  bufferPool
-	ptConns  sync.WaitGroup // passthrough splices in progress
-	lastErr  atomic.Pointer[string]
-	reloadMu sync.Mutex
+	applyMu   sync.Mutex // serializes Apply and Reload
+	closed    bool
+	baseCtx   context.Context
+	cancel    context.CancelFunc
+	bufPool   bufferPool
+	listeners sync.WaitGroup // Listener listeners not yet closed and drained
+	lastErr   atomic.Pointer[string]
+	reloadMu  sync.Mutex
 }
 
 // state is one applied table with its pools: what a request reads once and
@@ -152,6 +164,9 @@ func (p *Proxy) Apply(t *route.Table) error {
 	for _, pl := range created {
 		pl.start()
 	}
+	if p.cfg.Applied != nil {
+		p.cfg.Applied(t)
+	}
 	return nil
 }
 
@@ -216,6 +231,56 @@ func (p *Proxy) Close() error {
 		pl.retire()
 	}
 	return nil
+}
+
+// defaultALPN is what the HTTPS listener offers unless a route says
+// otherwise.
+var defaultALPN = []string{"h2", "http/1.1"}
+
+// NextProtos returns the ALPN protocols to offer a client asking for
+// serverName (server.Config.NextProtosForName): the route's alpn list
+// when it differs from the default, nil otherwise.
+func (p *Proxy) NextProtos(serverName string) []string {
+	r := p.Route(serverName)
+	if r == nil || len(r.ALPN) == 0 || slices.Equal(r.ALPN, defaultALPN) {
+		return nil
+	}
+	return r.ALPN
+}
+
+// UpdateSites fetches every in-process Git site now (the webhook calls it
+// after reloading the routes), concurrently. It returns how many sites
+// changed and the errors of those that could not be updated; a failed
+// site keeps serving its current version.
+func (p *Proxy) UpdateSites(ctx context.Context) (changed int, err error) {
+	type result struct {
+		host    string
+		changed bool
+		err     error
+	}
+	var ups []*pool
+	for _, pl := range p.state.Load().pools {
+		if _, ok := pl.site.(SiteUpdater); ok {
+			ups = append(ups, pl)
+		}
+	}
+	results := make(chan result, len(ups))
+	for _, pl := range ups {
+		go func() {
+			c, err := pl.site.(SiteUpdater).Update(ctx)
+			results <- result{pl.route.Host, c, err}
+		}()
+	}
+	var errs []error
+	for range ups {
+		r := <-results
+		if r.err != nil {
+			errs = append(errs, fmt.Errorf("site %s: %w", r.host, r.err))
+		} else if r.changed {
+			changed++
+		}
+	}
+	return changed, errors.Join(errs...)
 }
 
 // ServeHTTP routes r by its Host (HTTP/1.1) or :authority (HTTP/2), which

@@ -658,7 +658,7 @@ func TestPassthrough(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	frontLn := tls.NewListener(p.Listener(raw, 0), &tls.Config{
+	frontLn := tls.NewListener(p.Listener(raw, ListenerConfig{}), &tls.Config{
 		GetCertificate: (&Certificates{Proxy: p, Default: &PerHost{New: func(string) (certs.Getter, error) { return proxyCert, nil }}}).GetCertificate,
 		NextProtos:     []string{"h2", "http/1.1"},
 	})

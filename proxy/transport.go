@@ -21,15 +21,24 @@ const maxIdlePerBackend = 256
 // newTransport returns the transport for one backend of r: HTTP/1.1 for
 // http://, HTTP/2 with prior knowledge for h2c://, and for https:// TLS
 // with ALPN offering h2 and http/1.1, verified as the route's [tls] table
-// says. Every connection is dialled through st.
+// says. Every connection is dialled through st. With proxy_protocol each
+// request gets its own backend connection, opened with the PROXY header
+// of the client connection it came on.
 func newTransport(st stack.Stack, r *route.Route, b route.Backend) (*http.Transport, error) {
 	dial := r.Timeouts.Dial
+	dialer := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		ctx, cancel := context.WithTimeout(ctx, dial)
+		defer cancel()
+		return st.Dial(ctx, network, addr)
+	}
+	if r.ProxyProtocol != "" {
+		dialer = proxyProtocolDial(r.ProxyProtocol, dialer)
+	}
 	tr := &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			ctx, cancel := context.WithTimeout(ctx, dial)
-			defer cancel()
-			return st.Dial(ctx, network, addr)
-		},
+		DialContext: dialer,
+		// A PROXY header names one client: a connection that carried
+		// one client's requests cannot carry another's.
+		DisableKeepAlives:     r.ProxyProtocol != "",
 		TLSHandshakeTimeout:   dial,
 		ResponseHeaderTimeout: r.Timeouts.ResponseHeader,
 		IdleConnTimeout:       r.Timeouts.Idle,

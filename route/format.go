@@ -43,6 +43,9 @@ func Format(r *Route) []byte {
 	if !r.WebSocket {
 		b.WriteString("websocket = false\n")
 	}
+	if r.ProxyProtocol != "" {
+		b.WriteString("proxy_protocol = " + quote(r.ProxyProtocol) + "\n")
+	}
 
 	table := func(name string, kv [][2]string) {
 		if len(kv) == 0 {

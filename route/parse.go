@@ -335,7 +335,7 @@ func qualify(table, key string) string {
 
 // keys are the keys of each table, for unknown-key errors and suggestions.
 var keys = map[string][]string{
-	"":                 {"backends", "lb", "alpn", "certificate", "max_body", "websocket", "passthrough", "site"},
+	"":                 {"backends", "lb", "alpn", "certificate", "max_body", "websocket", "passthrough", "site", "proxy_protocol"},
 	"timeouts":         {"dial", "response_header", "idle"},
 	"health":           {"path", "interval", "fails", "fail_duration"},
 	"tls":              {"ca", "server_name", "insecure"},
@@ -538,6 +538,13 @@ func Parse(name string, data []byte) (*Route, error) {
 			case "site":
 				if err = want(kString); err == nil {
 					r.Site = it.v.s
+				}
+			case "proxy_protocol":
+				if err = want(kString); err == nil {
+					r.ProxyProtocol = it.v.s
+					if it.v.s != "v1" && it.v.s != "v2" {
+						err = fmt.Errorf("%q: want v1 or v2", it.v.s)
+					}
 				}
 			default:
 				err = unknownKey(it.key, known)

@@ -17,6 +17,7 @@
 //	certificate = "default"   # default, acme or manual
 //	max_body = "10MiB"        # request body limit, bytes or KiB/MiB/GiB; 0: none
 //	websocket = true          # let WebSocket upgrades through (default true)
+//	proxy_protocol = "v2"     # send a PROXY header (v1 or v2) to backends (default none)
 //
 //	[timeouts]
 //	dial = "5s"               # connecting to a backend (default 10s)
@@ -42,7 +43,7 @@
 //
 // Two other shapes replace backends. Raw TLS passthrough by SNI, for a
 // backend that terminates TLS itself (the proxy never sees the plaintext,
-// so only backends, lb and timeouts.dial apply):
+// so only backends, lb, proxy_protocol and timeouts.dial apply):
 //
 //	passthrough = true
 //	backends = ["tcp://10.0.0.5:443"]
@@ -181,10 +182,10 @@ type Route struct {
 	Backends []Backend
 	// LB is the load-balancing policy among Backends.
 	LB Policy
-	// ALPN are the protocols offered to clients, in preference order.
-	// Parsed and validated; the HTTPS listener does not apply it yet (it
-	// always offers h2 and http/1.1) until server.Config can take a
-	// per-name TLS configuration.
+	// ALPN are the protocols offered to clients asking for Host (by
+	// SNI), in preference order: ["http/1.1"] keeps HTTP/2 away from a
+	// site. Passthrough routes ignore it (their backend answers the
+	// handshake).
 	ALPN []string
 	// Certificate says where the hostname's certificate comes from.
 	Certificate CertSource
@@ -208,6 +209,10 @@ type Route struct {
 	Site string
 	// TLS configures verification of https:// backends.
 	TLS BackendTLS
+	// ProxyProtocol, "v1" or "v2", sends a PROXY protocol header with
+	// the client's address at the start of every backend connection
+	// (HTTP and passthrough), for backends that read it. Empty: none.
+	ProxyProtocol string
 }
 
 // ValidHost reports whether h is a hostname a route may be named after: a
@@ -341,6 +346,14 @@ func (r *Route) Validate() error {
 		if p != "h2" && p != "http/1.1" {
 			return fmt.Errorf("alpn %q: want h2 or http/1.1", p)
 		}
+	}
+	switch r.ProxyProtocol {
+	case "", "v1", "v2":
+	default:
+		return fmt.Errorf("proxy_protocol %q: want v1 or v2", r.ProxyProtocol)
+	}
+	if r.ProxyProtocol != "" && r.Site != "" {
+		return errors.New("proxy_protocol: a site route has no backend to send it to")
 	}
 	if (r.Health.Path == "") != (r.Health.Interval == 0) {
 		return errors.New("health: path and interval go together")

@@ -26,6 +26,7 @@ alpn = ["http/1.1"]
 certificate = "manual"
 max_body = "10MiB"
 websocket = false
+proxy_protocol = "v2"
 
 [timeouts]
 dial = "5s"
@@ -58,7 +59,7 @@ func TestParseFull(t *testing.T) {
 	}
 	if r.Host != "blog.example.org" || len(r.Backends) != 3 || r.LB != LeastConn || r.Certificate != CertManual ||
 		r.MaxBody != 10<<20 || r.WebSocket || r.Timeouts.ResponseHeader != 90*time.Second || r.Health.Fails != 2 ||
-		!r.TLS.Insecure || r.TLS.ServerName != "internal" || len(r.ALPN) != 1 {
+		!r.TLS.Insecure || r.TLS.ServerName != "internal" || len(r.ALPN) != 1 || r.ProxyProtocol != "v2" {
 		t.Fatalf("parsed %+v", r)
 	}
 	if b := r.Backends[1]; b.Scheme != "h2c" || b.Addr != "[::1]:81" {
@@ -125,6 +126,8 @@ func TestParseErrors(t *testing.T) {
 		{"garbage after value", "a.test.toml", "backends = [\"http://x\"] x\n", `a.test.toml:1: unexpected 'x'`},
 		{"unterminated", "a.test.toml", "site = \"abc\n", `a.test.toml:1: site: unterminated string`},
 		{"header injection", "a.test.toml", "backends = [\"http://x\"]\n[request_headers]\nX = \"a\\nb\"\n", `line break`},
+		{"bad proxy protocol", "a.test.toml", "backends = [\"http://x\"]\nproxy_protocol = \"v3\"\n", `a.test.toml:2: proxy_protocol: "v3": want v1 or v2`},
+		{"proxy protocol on a site", "a.test.toml", "site = \"https://g/x.git\"\nproxy_protocol = \"v1\"\n", `a site route has no backend`},
 		{"bad size", "a.test.toml", "backends = [\"http://x\"]\nmax_body = \"10 parsecs\"\n", `unknown unit`},
 	}
 	for _, tt := range tests {

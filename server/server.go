@@ -66,6 +66,15 @@ type Config struct {
 	// protocol.
 	NextProtos []string
 
+	// NextProtosForName, when set, chooses the HTTP protocols offered to
+	// a client by the server name it asked for (SNI): a non-nil result,
+	// some of "h2" and "http/1.1" in preference order, replaces the
+	// default pair for that handshake (extra NextProtos such as
+	// "acme-tls/1" stay offered); nil keeps the default. A reverse proxy
+	// uses it to offer only HTTP/1.1 for a site that wants it. Called on
+	// every handshake: it must be fast and safe for concurrent use.
+	NextProtosForName func(serverName string) []string
+
 	// ChallengeHandler serves /.well-known/acme-challenge/ on the HTTP
 	// listener when it redirects to HTTPS, before any redirect, as ACME
 	// HTTP-01 requires. Nil answers those paths with 404.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -38,11 +39,40 @@ func nextProtos(extra []string) []string {
 
 // tlsConfig returns the TLS settings of the HTTPS listener.
 func (s *Server) tlsConfig() *tls.Config {
-	return &tls.Config{
+	cfg := &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		CipherSuites:   slices.Clone(cipherSuites),
 		NextProtos:     slices.Clone(s.cfg.NextProtos),
 		GetCertificate: s.cfg.Certificates.GetCertificate,
+	}
+	if s.cfg.NextProtosForName != nil {
+		cfg.GetConfigForClient = alpnByName(cfg, s.cfg.NextProtosForName)
+	}
+	return cfg
+}
+
+// alpnByName returns a GetConfigForClient offering the protocols choose
+// picks for the ClientHello's server name. The variants of base are made
+// once per distinct protocol list and kept (there are only a few), so a
+// handshake costs a map lookup.
+func alpnByName(base *tls.Config, choose func(string) []string) func(*tls.ClientHelloInfo) (*tls.Config, error) {
+	extra := base.NextProtos[min(2, len(base.NextProtos)):] // after h2, http/1.1
+	// Joined protocols -> *tls.Config.
+	var variants sync.Map
+	return func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		protos := choose(hello.ServerName)
+		if protos == nil {
+			return nil, nil
+		}
+		key := strings.Join(protos, ",")
+		if c, ok := variants.Load(key); ok {
+			return c.(*tls.Config), nil
+		}
+		c := base.Clone()
+		c.GetConfigForClient = nil
+		c.NextProtos = append(slices.Clone(protos), extra...)
+		v, _ := variants.LoadOrStore(key, c)
+		return v.(*tls.Config), nil
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -282,88 +281,23 @@ func acmeFlags(fs *flag.FlagSet, o *acmeOptions) {
 // over the store the --certs flags name. The store is closed when ctx is
 // done.
 func (o *serveOptions) acmeManager(ctx context.Context, log *slog.Logger) (*certs.ACME, error) {
-	a := &o.acme
 	if len(o.hostnames) == 0 {
 		return nil, usageErr("--acme needs at least one --hostname to obtain a certificate for")
 	}
 	if len(o.tlsCerts) > 0 {
 		return nil, usageErr("--acme and --tls-cert: give one (store manual certificates with `paf certs add` to serve them next to ACME ones)")
 	}
-	ca := a.ca
-	switch {
-	case a.production && a.ca != "":
-		return nil, usageErr("--production and --acme-ca: give one")
-	case a.production:
-		ca = certs.LetsEncryptProduction
-	case ca == "":
-		ca = certs.LetsEncryptStaging
-	}
-	if !strings.HasPrefix(ca, "https://") {
-		return nil, usageErr("--acme-ca %q: want an https:// ACME directory URL", ca)
-	}
-	switch a.challenge {
-	case "", certs.ChallengeTLSALPN01:
-	case certs.ChallengeHTTP01:
-		if o.httpAddr == "off" || o.httpAddr == "" {
-			return nil, usageErr("--acme-challenge http-01 needs the --http listener")
-		}
-	default:
-		return nil, usageErr("--acme-challenge %q: want http-01 or tls-alpn-01", a.challenge)
-	}
-	if !slices.Contains(certs.KeyTypes, a.keyType) {
-		return nil, usageErr("--acme-key-type %q: want one of %s", a.keyType, strings.Join(certs.KeyTypes, ", "))
-	}
-	if a.renewCheck <= 0 {
-		return nil, usageErr("--acme-renew-check %v: must be positive", a.renewCheck)
-	}
-	cfg := certs.ACMEConfig{
-		Hostnames:          o.hostnames,
-		CA:                 ca,
-		Email:              a.email,
-		KeyType:            a.keyType,
-		Challenge:          a.challenge,
-		RenewCheckInterval: a.renewCheck,
-		Logger:             log,
-	}
-	if a.caRoot != "" {
-		pool, err := certs.LoadCARoots(a.caRoot)
-		if err != nil {
-			return nil, fmt.Errorf("--acme-ca-root: %w", err)
-		}
-		cfg.CARoots = pool
-	}
-	hmac := a.eabHMAC
-	if a.eabHMACFile != "" {
-		if hmac != "" {
-			return nil, usageErr("--acme-eab-hmac and --acme-eab-hmac-file: give one, not both")
-		}
-		b, err := os.ReadFile(a.eabHMACFile)
-		if err != nil {
-			return nil, fmt.Errorf("--acme-eab-hmac-file: %w", err)
-		}
-		hmac = strings.TrimSpace(string(b))
-	}
-	switch {
-	case a.eabKID != "" && hmac != "":
-		cfg.EAB = &certs.EAB{KeyID: a.eabKID, HMACKey: hmac}
-	case a.eabKID != "" || hmac != "":
-		return nil, usageErr("--acme-eab-kid and --acme-eab-hmac: give both or neither")
-	}
-	st, err := openCertStore(ctx, &o.certStore, o.dataDir, o.auth, log)
+	cfg, st, err := o.certFlags().acmeConfig(ctx, log)
 	if err != nil {
 		return nil, err
 	}
-	cfg.Storage = st
-	m, err := certs.NewACME(ctx, cfg)
+	cfg.Hostnames = o.hostnames
+	m, err := newACME(ctx, cfg)
 	if err != nil {
 		st.close()
-		var ue *usageError
-		if errors.As(err, &ue) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("--acme: %w", err)
+		return nil, err
 	}
-	log.Info("ACME certificates", "ca", ca, "names", strings.Join(o.hostnames, ","), "storage", st.where)
+	log.Info("ACME certificates", "ca", cfg.CA, "names", strings.Join(o.hostnames, ","), "storage", st.where)
 	go func() {
 		<-ctx.Done()
 		m.Close()
@@ -372,21 +306,14 @@ func (o *serveOptions) acmeManager(ctx context.Context, log *slog.Logger) (*cert
 	return m, nil
 }
 
-// storedManual loads the manual certificates of the certificate store, to
-// serve next to --tls-cert files or the local CA. The default store is
-// only read when its directory exists, so that paf serve never creates it.
+// certFlags returns the certificate flags paf serve shares with paf proxy.
+func (o *serveOptions) certFlags() certFlagSet {
+	return certFlagSet{acme: &o.acme, store: &o.certStore, dataDir: o.dataDir, auth: o.auth, httpAddr: o.httpAddr}
+}
+
+// storedManual loads the manual certificates of the certificate store.
 func (o *serveOptions) storedManual(ctx context.Context, log *slog.Logger) (*certs.Manual, error) {
-	if !o.certStore.configured() {
-		if _, err := os.Stat(filepath.Join(o.dataDir, "certs")); err != nil {
-			return nil, nil
-		}
-	}
-	st, err := openCertStore(ctx, &o.certStore, o.dataDir, o.auth, log)
-	if err != nil {
-		return nil, err
-	}
-	defer st.close()
-	return certs.LoadStoredManual(ctx, st, log)
+	return o.certFlags().storedManual(ctx, log)
 }
 
 // openGitCertStore opens the Git branch --certs-remote names, its clone

@@ -31,12 +31,16 @@ type proxyOptions struct {
 	hookSecret     string
 	hookSecretFile string
 	trusted        listFlag
+	ppFrom         listFlag
 	defaultCert    string
 
 	httpAddr, httpsAddr string
 	tlsCerts, tlsKeys   listFlag
+	acme                acmeOptions
+	certStore           certStoreOptions
 
 	readHeaderTimeout, idleTimeout, handshakeTimeout, grace time.Duration
+	passthroughIdle                                         time.Duration
 
 	logFormat, logLevel string
 }
@@ -52,26 +56,31 @@ func proxyFlags() (*flag.FlagSet, *proxyOptions) {
 	fs.StringVar(&o.hookSecret, "hook-secret", "", "HMAC `SECRET` webhook requests are signed with (or env PAF_HOOK_SECRET, or --hook-secret-file)")
 	fs.StringVar(&o.hookSecretFile, "hook-secret-file", "", "read the hook secret from `FILE`")
 	fs.Var(&o.trusted, "trusted-proxies", "`CIDRS` (comma-separated, repeatable) of front proxies whose X-Forwarded-* and Forwarded headers are kept")
+	fs.Var(&o.ppFrom, "proxy-protocol-from", "`CIDRS` (comma-separated, repeatable) of front TCP balancers whose PROXY protocol v1/v2 headers are read on both listeners; a header from anyone else closes the connection")
 	fs.StringVar(&o.defaultCert, "default-cert", "", "serve the certificate for `NAME` to clients asking for an unrouted name (default: fail their handshake)")
 
 	fs.StringVar(&o.httpAddr, "http", "127.0.0.1:8080", "plain HTTP listen `ADDR` (\"off\" for none); redirects to HTTPS when HTTPS is on")
 	fs.StringVar(&o.httpsAddr, "https", "127.0.0.1:8443", "HTTPS listen `ADDR`, or \"off\" to proxy plain HTTP only")
 	fs.Var(&o.tlsCerts, "tls-cert", "certificate chain PEM `FILE` (repeatable, paired with --tls-key; used for the names it covers)")
 	fs.Var(&o.tlsKeys, "tls-key", "private key PEM `FILE` of the preceding --tls-cert")
+	acmeFlags(fs, &o.acme)
+	fs.Lookup("acme").Usage = "obtain and renew certificates from an ACME CA (Let's Encrypt staging unless --production or --acme-ca) for every route with certificate = \"acme\" or \"default\", following route changes; implies agreeing to the CA's terms"
+	certStoreFlags(fs, &o.certStore)
 
 	fs.DurationVar(&o.readHeaderTimeout, "read-header-timeout", server.DefaultReadHeaderTimeout, "time allowed to read a request's headers")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "keep-alive client connections idle this long are closed")
 	fs.DurationVar(&o.handshakeTimeout, "tls-handshake-timeout", server.DefaultTLSHandshakeTimeout, "time allowed for a TLS handshake (and for the ClientHello, with passthrough routes)")
-	fs.DurationVar(&o.grace, "grace", server.DefaultGrace, "on SIGINT/SIGTERM, time in-flight requests get to finish")
+	fs.DurationVar(&o.grace, "grace", server.DefaultGrace, "on SIGINT/SIGTERM, time in-flight requests and passthrough connections get to finish")
+	fs.DurationVar(&o.passthroughIdle, "passthrough-idle-timeout", proxy.DefaultPassthroughIdle, "passthrough connections without traffic either way this long are closed")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return fs, o
 }
 
-// trustedPrefixes parses --trusted-proxies: CIDRs or single addresses.
-func (o *proxyOptions) trustedPrefixes() ([]netip.Prefix, error) {
+// parsePrefixes parses a CIDR list flag: CIDRs or single addresses.
+func parsePrefixes(flag string, vals []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
-	for _, v := range o.trusted {
+	for _, v := range vals {
 		for _, s := range strings.Split(v, ",") {
 			s = strings.TrimSpace(s)
 			if s == "" {
@@ -83,7 +92,7 @@ func (o *proxyOptions) trustedPrefixes() ([]netip.Prefix, error) {
 			}
 			a, err := netip.ParseAddr(s)
 			if err != nil {
-				return nil, usageErr("--trusted-proxies %q: want CIDRs such as 10.0.0.0/8 or addresses", s)
+				return nil, usageErr("%s %q: want CIDRs such as 10.0.0.0/8 or addresses", flag, s)
 			}
 			out = append(out, netip.PrefixFrom(a, a.BitLen()))
 		}
@@ -113,11 +122,20 @@ func (o *proxyOptions) loader(log *slog.Logger) (route.Loader, error) {
 // certificates builds the HTTPS certificate selection: --tls-cert pairs
 // for the names they cover, ACME when configured, else paf's local CA,
 // one certificate per routed host.
-func (o *proxyOptions) certificates(log *slog.Logger, p *proxy.Proxy, acme certs.Getter) (certs.Getter, error) {
+func (o *proxyOptions) certificates(ctx context.Context, log *slog.Logger, p *proxy.Proxy, acme certs.Getter) (certs.Getter, error) {
 	if len(o.tlsCerts) != len(o.tlsKeys) {
 		return nil, usageErr("--tls-cert and --tls-key: give them in pairs (%d certificates, %d keys)", len(o.tlsCerts), len(o.tlsKeys))
 	}
-	c := &proxy.Certificates{Proxy: p, ACME: acme}
+	c := &proxy.Certificates{Proxy: p}
+	if acme != nil {
+		c.ACME = acme
+	}
+	// Manual certificates: --tls-cert files first, then those stored
+	// with `paf certs add`.
+	stored, err := o.certFlags().storedManual(ctx, log)
+	if err != nil {
+		return nil, err
+	}
 	if len(o.tlsCerts) > 0 {
 		pairs := make([]certs.Pair, len(o.tlsCerts))
 		for i := range o.tlsCerts {
@@ -128,6 +146,11 @@ func (o *proxyOptions) certificates(log *slog.Logger, p *proxy.Proxy, acme certs
 			return nil, fmt.Errorf("--tls-cert: %w", err)
 		}
 		c.Manual = m
+		if stored != nil {
+			c.Manual = certs.ManualFirst(m, stored)
+		}
+	} else if stored != nil {
+		c.Manual = stored
 	}
 	if acme == nil {
 		ca, err := certs.OpenLocalCA(filepath.Join(o.dataDir, "ca"))
@@ -162,6 +185,32 @@ func (o *proxyOptions) certificates(log *slog.Logger, p *proxy.Proxy, acme certs
 	return c, nil
 }
 
+// certFlags returns the certificate flags paf proxy shares with paf
+// serve; a --certs-remote uses the Git options of --routes-remote.
+func (o *proxyOptions) certFlags() certFlagSet {
+	return certFlagSet{acme: &o.acme, store: &o.certStore, dataDir: o.dataDir, auth: o.routes.auth, httpAddr: o.httpAddr}
+}
+
+// acmeHosts builds the ACME manager of paf proxy --acme: one
+// certs.ACME per routed name, over the store the --certs flags name. The
+// returned function stops the managers and closes the store.
+func (o *proxyOptions) acmeHosts(ctx context.Context, log *slog.Logger) (*proxy.ACMEHosts, func(), error) {
+	cfg, st, err := o.certFlags().acmeConfig(ctx, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	log.Info("ACME certificates for routed names", "ca", cfg.CA, "storage", st.where)
+	h := &proxy.ACMEHosts{
+		New: func(ctx context.Context, host string) (*certs.ACME, error) {
+			c := cfg
+			c.Hostnames = []string{host}
+			return newACME(ctx, c)
+		},
+		Logger: log,
+	}
+	return h, func() { h.Close(); st.close() }, nil
+}
+
 // proxyCmd runs `paf proxy`, the TLS-terminating reverse proxy.
 func proxyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, o := proxyFlags()
@@ -182,7 +231,11 @@ func proxyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(secret) > 0 && !strings.HasPrefix(o.hookPath, "/") {
 		return usageErr("--hook %q: want a URL path starting with /", o.hookPath)
 	}
-	trusted, err := o.trustedPrefixes()
+	trusted, err := parsePrefixes("--trusted-proxies", o.trusted)
+	if err != nil {
+		return err
+	}
+	ppFrom, err := parsePrefixes("--proxy-protocol-from", o.ppFrom)
 	if err != nil {
 		return err
 	}
@@ -199,18 +252,37 @@ func proxyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if o.dataDir == "" {
 		return usageErr("--data-dir: must not be empty")
 	}
+	if o.acme.enabled && httpsAddr == "" {
+		return usageErr("--acme needs the HTTPS listener: not with --https off")
+	}
 	loader, err := o.loader(log)
 	if err != nil {
 		return err
 	}
+	// The ACME managers stop when proxyCmd returns, after the servers:
+	// handshakes during the grace period still get certificates.
+	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBackground()
+	var acmeHosts *proxy.ACMEHosts
+	if o.acme.enabled {
+		var closeACME func()
+		if acmeHosts, closeACME, err = o.acmeHosts(bg, log); err != nil {
+			return err
+		}
+		defer closeACME()
+	}
 
 	host := &stack.Host{}
-	p := proxy.New(proxy.Config{
+	pcfg := proxy.Config{
 		Stack:          host,
 		TrustedProxies: trusted,
 		Sites:          &proxy.GitSites{DataDir: o.dataDir, Auth: o.routes.auth, Poll: o.poll, Logger: log},
 		Logger:         log,
-	})
+	}
+	if acmeHosts != nil {
+		pcfg.Applied = acmeHosts.Sync
+	}
+	p := proxy.New(pcfg)
 	defer p.Close()
 
 	var handler http.Handler = p
@@ -224,16 +296,29 @@ func proxyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 					return "", err
 				}
 				rev := p.Table().Revision
+				msg := "routes updated to " + rev
 				if !changed {
-					return "no change: routing " + rev, nil
+					msg = "no change: routing " + rev
 				}
-				return "routes updated to " + rev, nil
+				n, err := p.UpdateSites(ctx)
+				if err != nil {
+					return "", fmt.Errorf("%s; %w", msg, err)
+				}
+				return fmt.Sprintf("%s; %d site(s) updated", msg, n), nil
 			},
 		}, p)
 	}
 
+	lcfg := proxy.ListenerConfig{
+		PeekTimeout:        o.handshakeTimeout,
+		IdleTimeout:        o.passthroughIdle,
+		Grace:              o.grace,
+		ProxyProtocolFrom:  ppFrom,
+		ProxyHeaderTimeout: o.readHeaderTimeout,
+	}
 	cfg := server.Config{
-		Stack:               p.WrapStack(host, httpsAddr, o.handshakeTimeout),
+		Stack:               p.WrapStack(host, httpsAddr, lcfg),
+		NextProtosForName:   p.NextProtos,
 		HTTPAddr:            httpAddr,
 		HTTPSAddr:           httpsAddr,
 		Handler:             handler,
@@ -244,10 +329,15 @@ func proxyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Logger:              log,
 	}
 	if httpsAddr != "" {
-		// The ACME seam: pass the ACME manager's Getter here (and its
-		// HTTP-01 handler as cfg.ChallengeHandler) once --acme exists.
 		var acme certs.Getter
-		if cfg.Certificates, err = o.certificates(log, p, acme); err != nil {
+		if acmeHosts != nil {
+			acme = acmeHosts
+			cfg.ChallengeHandler = acmeHosts.HTTPChallengeHandler()
+			if o.acme.challenge != certs.ChallengeHTTP01 {
+				cfg.NextProtos = []string{certs.ACMETLS1Protocol}
+			}
+		}
+		if cfg.Certificates, err = o.certificates(ctx, log, p, acme); err != nil {
 			return err
 		}
 	}
@@ -257,6 +347,14 @@ func proxyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if err := srv.Listen(ctx); err != nil {
 		return err
+	}
+	if acmeHosts != nil {
+		// Challenges need the listeners bound; the names come with the
+		// routes, just below.
+		if err := acmeHosts.Start(bg, srv.HTTPAddr(), srv.HTTPSAddr()); err != nil {
+			srv.Close()
+			return err
+		}
 	}
 	if err := initialRoutes(ctx, p, loader, log); err != nil {
 		srv.Close()
@@ -274,7 +372,9 @@ func proxyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		log.Info("webhook enabled", "path", o.hookPath)
 	}
 	go p.Poll(ctx, loader, o.poll)
-	return srv.Serve(ctx)
+	err = srv.Serve(ctx)
+	p.Wait() // passthrough connections, cut at most --grace after the listener closed
+	return err
 }
 
 // initialRoutes loads the first table; for a Git branch that cannot be

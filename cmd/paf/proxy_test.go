@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -10,12 +11,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/pafhq/paf/hook"
+	"github.com/pafhq/paf/internal/pebbletest"
 	"github.com/pafhq/paf/internal/testpeer"
 )
 
@@ -270,5 +274,158 @@ func TestProxyPassthroughEndToEnd(t *testing.T) {
 	// A name without a route: no --default-cert, so the handshake fails.
 	if _, _, err := pxCurl(t, curl, filepath.Join(pxData, "ca", "ca.pem"), "other.test", httpsAddr); err == nil {
 		t.Error("handshake for an unrouted name succeeded")
+	}
+}
+
+// TestProxyACME: with --acme the proxy obtains a certificate from Pebble
+// for every routed name, answering the challenge on its own listeners
+// (HTTP-01 before the redirect, TLS-ALPN-01 on HTTPS); curl trusting only
+// Pebble's root reaches each backend over HTTP/2; a route added later gets
+// its certificate without a restart, and a removed one stops being
+// managed.
+func TestProxyACME(t *testing.T) {
+	curl := testpeer.Need(t, "curl")
+	for _, challenge := range []string{"http-01", "tls-alpn-01"} {
+		t.Run(challenge, func(t *testing.T) {
+			_, addrA := pxBackend(t, "site A")
+			_, addrB := pxBackend(t, "site B")
+			httpPort, httpsPort := pebbletest.FreePort(t), pebbletest.FreePort(t)
+			peb := pebbletest.Start(t, pebbletest.Config{HTTPPort: httpPort, TLSPort: httpsPort})
+			dir := t.TempDir()
+			routes := filepath.Join(dir, "routes")
+			add := func(host, addr string) {
+				t.Helper()
+				if code, out, errOut := runPaf(t, nil, "route", "add", host, "--backend", "http://"+addr, "--routes", routes); code != 0 {
+					t.Fatalf("route add: %d %s %s", code, out, errOut)
+				}
+			}
+			add("a.example", addrA)
+			add("b.example", addrB)
+			px := startPaf(t, nil, "proxy", "--routes", routes, "--data-dir", filepath.Join(dir, "data"), "--poll", "100ms",
+				"--http", "127.0.0.1:"+strconv.Itoa(httpPort), "--https", "127.0.0.1:"+strconv.Itoa(httpsPort),
+				"--acme", "--acme-ca", peb.DirectoryURL, "--acme-ca-root", peb.RootFile, "--acme-challenge", challenge)
+			httpsAddr := px.addr("https")
+			px.waitCount(1, 90*time.Second, "certificate obtained", "name", "a.example")
+			px.waitCount(1, 90*time.Second, "certificate obtained", "name", "b.example")
+			root := peb.WriteIssuerRoot()
+			for _, h := range []struct{ host, body string }{{"a.example", "site A"}, {"b.example", "site B"}} {
+				body, status, err := pxCurl(t, curl, root, h.host, httpsAddr, "--http2")
+				if err != nil || body != h.body || status != "200 2" {
+					t.Errorf("curl %s: %v %q %q, want %q 200 2", h.host, err, body, status, h.body)
+				}
+			}
+			add("c.example", addrA)
+			px.waitCount(1, 90*time.Second, "certificate obtained", "name", "c.example")
+			if body, status, err := pxCurl(t, curl, root, "c.example", httpsAddr, "--http2"); err != nil || body != "site A" || status != "200 2" {
+				t.Errorf("curl c.example (route added while running): %v %q %q", err, body, status)
+			}
+			if n := peb.Orders(); n != 3 {
+				t.Errorf("Pebble got %d orders, want 3", n)
+			}
+			if code, out, errOut := runPaf(t, nil, "route", "rm", "c.example", "--routes", routes); code != 0 {
+				t.Fatalf("route rm: %d %s %s", code, out, errOut)
+			}
+			px.waitCount(1, 30*time.Second, "ACME: name no longer routed: certificate not renewed any more", "name", "c.example")
+			px.stop()
+		})
+	}
+}
+
+// TestProxyGitSite: a route with site = "file://...#main" is served by the
+// proxy itself from a bare repository, and a push followed by the signed
+// webhook (on the site's own hostname) is served at once.
+func TestProxyGitSite(t *testing.T) {
+	repo := newGitRepo(t)
+	repo.commit(map[string]string{"index.html": "version 1\n"})
+	dir := t.TempDir()
+	routes := filepath.Join(dir, "routes")
+	if code, out, errOut := runPaf(t, nil, "route", "add", "site.test", "--site", "file://"+repo.bare+"#main", "--routes", routes); code != 0 {
+		t.Fatalf("route add: %d %s %s", code, out, errOut)
+	}
+	secret := "proxy hook secret"
+	px := startPaf(t, []string{"PAF_HOOK_SECRET=" + secret}, "proxy", "--routes", routes, "--http", "127.0.0.1:0", "--https", "off",
+		"--data-dir", filepath.Join(dir, "data"), "--poll", "0")
+	addr := px.addr("http")
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		},
+	}}
+	t.Cleanup(c.CloseIdleConnections)
+	// The first fetch runs in the background: 503 until it is done.
+	for i := 0; ; i++ {
+		code, body, err := pxGet(c, "http://site.test/")
+		if err == nil && code == 200 {
+			if body != "version 1\n" {
+				t.Fatalf("site: %q", body)
+			}
+			break
+		}
+		if i == 400 || err == nil && code != 503 {
+			t.Fatalf("site never served: %d %q %v", code, body, err)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	repo.commit(map[string]string{"index.html": "version 2\n"})
+	body := []byte(`{"ref":"refs/heads/main"}`)
+	req, _ := http.NewRequest("POST", "http://site.test/.paf/hook", bytes.NewReader(body))
+	req.Header.Set("X-Hub-Signature-256", hook.Sign([]byte(secret), body))
+	resp, msg := doBody(t, c, req)
+	if resp.StatusCode != 200 || !strings.Contains(msg, "1 site(s) updated") {
+		t.Fatalf("hook: %d %q", resp.StatusCode, msg)
+	}
+	if code, got, err := pxGet(c, "http://site.test/"); err != nil || code != 200 || got != "version 2\n" {
+		t.Fatalf("after the hook: %d %q %v, want version 2", code, got, err)
+	}
+	px.stop()
+}
+
+// TestProxyALPNAndProxyProtocol: a route with alpn = ["http/1.1"] gets
+// HTTP/1.1 from curl --http2 while another name gets HTTP/2; with
+// --proxy-protocol-from, curl --haproxy-protocol from a trusted address is
+// served, from an untrusted one its connection is closed.
+func TestProxyALPNAndProxyProtocol(t *testing.T) {
+	curl := testpeer.Need(t, "curl")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "backend") })}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	dir := t.TempDir()
+	routes := filepath.Join(dir, "routes")
+	for _, args := range [][]string{{"h1.test", "--alpn", "http/1.1"}, {"h2.test"}} {
+		a := append([]string{"route", "add"}, args...)
+		if code, out, errOut := runPaf(t, nil, append(a, "--backend", "http://"+ln.Addr().String(), "--routes", routes)...); code != 0 {
+			t.Fatalf("route add: %d %s %s", code, out, errOut)
+		}
+	}
+	for _, tt := range []struct {
+		from    string
+		trusted bool
+	}{{"127.0.0.1/32", true}, {"10.0.0.0/8,192.0.2.1", false}} {
+		t.Run(tt.from, func(t *testing.T) {
+			data := filepath.Join(t.TempDir(), "data")
+			px := startPaf(t, nil, "proxy", "--routes", routes, "--http", "off", "--https", "127.0.0.1:0",
+				"--data-dir", data, "--poll", "0", "--proxy-protocol-from", tt.from)
+			httpsAddr := px.addr("https")
+			caFile := filepath.Join(data, "ca", "ca.pem")
+			for _, c := range []struct{ host, version string }{{"h1.test", "1.1"}, {"h2.test", "2"}} {
+				body, status, err := pxCurl(t, curl, caFile, c.host, httpsAddr, "--http2")
+				if err != nil || body != "backend" || status != "200 "+c.version {
+					t.Errorf("curl --http2 %s without PROXY header: %v %q %q, want 200 %s", c.host, err, body, status, c.version)
+				}
+				body, status, err = pxCurl(t, curl, caFile, c.host, httpsAddr, "--http2", "--haproxy-protocol")
+				switch {
+				case tt.trusted && (err != nil || body != "backend" || status != "200 "+c.version):
+					t.Errorf("curl --haproxy-protocol %s from a trusted address: %v %q %q", c.host, err, body, status)
+				case !tt.trusted && err == nil:
+					t.Errorf("curl --haproxy-protocol %s from an untrusted address: served %q %q", c.host, body, status)
+				}
+			}
+			px.stop()
+		})
 	}
 }

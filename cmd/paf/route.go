@@ -62,6 +62,7 @@ type routeAddOptions struct {
 	site                 string
 	tlsCA, tlsServerName string
 	tlsInsecure          bool
+	proxyProtocol        string
 }
 
 func routeFlags(sub string) (*flag.FlagSet, *routeStoreOptions, *routeAddOptions) {
@@ -94,6 +95,7 @@ func routeFlags(sub string) (*flag.FlagSet, *routeStoreOptions, *routeAddOptions
 	fs.StringVar(&ao.tlsCA, "tls-ca", "", "PEM `FILE` of CAs trusted for https:// backends")
 	fs.StringVar(&ao.tlsServerName, "tls-server-name", "", "`NAME` verified in https:// backends' certificates")
 	fs.BoolVar(&ao.tlsInsecure, "tls-insecure", false, "do not verify https:// backends' certificates (testing only)")
+	fs.StringVar(&ao.proxyProtocol, "proxy-protocol", "", "send a PROXY protocol header of `VERSION` v1 or v2 with the client's address to the backends")
 	return fs, so, ao
 }
 
@@ -158,6 +160,7 @@ func (ao *routeAddOptions) toRoute(host string) (*route.Route, error) {
 		}
 	}
 	r.TLS = route.BackendTLS{CAFile: ao.tlsCA, ServerName: ao.tlsServerName, Insecure: ao.tlsInsecure}
+	r.ProxyProtocol = ao.proxyProtocol
 	if err := r.Validate(); err != nil {
 		return nil, usageErr("route %s: %v", host, err)
 	}
