@@ -308,7 +308,7 @@ func (o *serveOptions) acmeManager(ctx context.Context, log *slog.Logger) (*cert
 
 // certFlags returns the certificate flags paf serve shares with paf proxy.
 func (o *serveOptions) certFlags() certFlagSet {
-	return certFlagSet{acme: &o.acme, store: &o.certStore, dataDir: o.dataDir, auth: o.auth, httpAddr: o.httpAddr}
+	return certFlagSet{acme: &o.acme, store: &o.certStore, dataDir: o.dataDir, auth: o.auth, httpAddr: o.listen.httpAddr}
 }
 
 // storedManual loads the manual certificates of the certificate store.

@@ -19,30 +19,23 @@ import (
 	"github.com/pafhq/paf/proxy"
 	"github.com/pafhq/paf/route"
 	"github.com/pafhq/paf/server"
-	"github.com/pafhq/paf/stack"
 )
 
 // proxyOptions are paf proxy's flags.
 type proxyOptions struct {
-	routes         routeStoreOptions
-	dataDir        string
-	poll           time.Duration
-	hookPath       string
-	hookSecret     string
-	hookSecretFile string
-	trusted        listFlag
-	ppFrom         listFlag
-	defaultCert    string
+	routes      routeStoreOptions
+	dataDir     string
+	poll        time.Duration
+	hook        hookOptions
+	trusted     listFlag
+	ppFrom      listFlag
+	defaultCert string
 
-	httpAddr, httpsAddr string
-	tlsCerts, tlsKeys   listFlag
-	acme                acmeOptions
-	certStore           certStoreOptions
-
-	readHeaderTimeout, idleTimeout, handshakeTimeout, grace time.Duration
-	passthroughIdle                                         time.Duration
-
-	logFormat, logLevel string
+	listen            listenOptions
+	tlsCerts, tlsKeys listFlag
+	acme              acmeOptions
+	certStore         certStoreOptions
+	passthroughIdle   time.Duration
 }
 
 func proxyFlags() (*flag.FlagSet, *proxyOptions) {
@@ -52,28 +45,19 @@ func proxyFlags() (*flag.FlagSet, *proxyOptions) {
 	o.routes.register(fs)
 	fs.StringVar(&o.dataDir, "data-dir", defaultDataDir(), "`DIR` for the routes clone, site clones and the local CA")
 	fs.DurationVar(&o.poll, "poll", time.Minute, "reload the routes (and fetch Git sites) every `DURATION` (0 turns polling off)")
-	fs.StringVar(&o.hookPath, "hook", "/.paf/hook", "URL `PATH`, on every host, of the reload webhook (enabled by a hook secret)")
-	fs.StringVar(&o.hookSecret, "hook-secret", "", "HMAC `SECRET` webhook requests are signed with (or env PAF_HOOK_SECRET, or --hook-secret-file)")
-	fs.StringVar(&o.hookSecretFile, "hook-secret-file", "", "read the hook secret from `FILE`")
+	o.hook.register(fs, "URL `PATH`, on every host, of the reload webhook (enabled by a hook secret)")
 	fs.Var(&o.trusted, "trusted-proxies", "`CIDRS` (comma-separated, repeatable) of front proxies whose X-Forwarded-* and Forwarded headers are kept")
 	fs.Var(&o.ppFrom, "proxy-protocol-from", "`CIDRS` (comma-separated, repeatable) of front TCP balancers whose PROXY protocol v1/v2 headers are read on both listeners; a header from anyone else closes the connection")
 	fs.StringVar(&o.defaultCert, "default-cert", "", "serve the certificate for `NAME` to clients asking for an unrouted name (default: fail their handshake)")
 
-	fs.StringVar(&o.httpAddr, "http", "127.0.0.1:8080", "plain HTTP listen `ADDR` (\"off\" for none); redirects to HTTPS when HTTPS is on")
-	fs.StringVar(&o.httpsAddr, "https", "127.0.0.1:8443", "HTTPS listen `ADDR`, or \"off\" to proxy plain HTTP only")
+	o.listen.register(fs, "to proxy plain HTTP only")
 	fs.Var(&o.tlsCerts, "tls-cert", "certificate chain PEM `FILE` (repeatable, paired with --tls-key; used for the names it covers)")
 	fs.Var(&o.tlsKeys, "tls-key", "private key PEM `FILE` of the preceding --tls-cert")
 	acmeFlags(fs, &o.acme)
 	fs.Lookup("acme").Usage = "obtain and renew certificates from an ACME CA (Let's Encrypt staging unless --production or --acme-ca) for every route with certificate = \"acme\" or \"default\", following route changes; implies agreeing to the CA's terms"
 	certStoreFlags(fs, &o.certStore)
 
-	fs.DurationVar(&o.readHeaderTimeout, "read-header-timeout", server.DefaultReadHeaderTimeout, "time allowed to read a request's headers")
-	fs.DurationVar(&o.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "keep-alive client connections idle this long are closed")
-	fs.DurationVar(&o.handshakeTimeout, "tls-handshake-timeout", server.DefaultTLSHandshakeTimeout, "time allowed for a TLS handshake (and for the ClientHello, with passthrough routes)")
-	fs.DurationVar(&o.grace, "grace", server.DefaultGrace, "on SIGINT/SIGTERM, time in-flight requests and passthrough connections get to finish")
 	fs.DurationVar(&o.passthroughIdle, "passthrough-idle-timeout", proxy.DefaultPassthroughIdle, "passthrough connections without traffic either way this long are closed")
-	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
-	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return fs, o
 }
 
@@ -188,7 +172,7 @@ func (o *proxyOptions) certificates(ctx context.Context, log *slog.Logger, p *pr
 // certFlags returns the certificate flags paf proxy shares with paf
 // serve; a --certs-remote uses the Git options of --routes-remote.
 func (o *proxyOptions) certFlags() certFlagSet {
-	return certFlagSet{acme: &o.acme, store: &o.certStore, dataDir: o.dataDir, auth: o.routes.auth, httpAddr: o.httpAddr}
+	return certFlagSet{acme: &o.acme, store: &o.certStore, dataDir: o.dataDir, auth: o.routes.auth, httpAddr: o.listen.httpAddr}
 }
 
 // acmeHosts builds the ACME manager of paf proxy --acme: one
@@ -220,16 +204,13 @@ func proxyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return usageErr("unexpected argument %q (paf proxy takes flags only)", fs.Arg(0))
 	}
-	log, err := newLogger(stderr, o.logFormat, o.logLevel)
+	log, err := o.listen.logger(stderr)
 	if err != nil {
 		return err
 	}
-	secret, err := (&serveOptions{hookSecret: o.hookSecret, hookSecretFile: o.hookSecretFile}).secret()
+	secret, err := o.hook.load()
 	if err != nil {
 		return err
-	}
-	if len(secret) > 0 && !strings.HasPrefix(o.hookPath, "/") {
-		return usageErr("--hook %q: want a URL path starting with /", o.hookPath)
 	}
 	trusted, err := parsePrefixes("--trusted-proxies", o.trusted)
 	if err != nil {
@@ -239,16 +220,11 @@ func proxyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	httpAddr, httpsAddr := o.httpAddr, o.httpsAddr
-	if httpAddr == "off" {
-		httpAddr = ""
+	cfg, err := o.listen.serverConfig(log)
+	if err != nil {
+		return err
 	}
-	if httpsAddr == "off" {
-		httpsAddr = ""
-	}
-	if httpAddr == "" && httpsAddr == "" {
-		return usageErr("--http off and --https off: nothing would listen")
-	}
+	httpsAddr := cfg.HTTPSAddr
 	if o.dataDir == "" {
 		return usageErr("--data-dir: must not be empty")
 	}
@@ -272,7 +248,7 @@ func proxyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer closeACME()
 	}
 
-	host := &stack.Host{}
+	host := cfg.Stack
 	pcfg := proxy.Config{
 		Stack:          host,
 		TrustedProxies: trusted,
@@ -287,7 +263,7 @@ func proxyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	var handler http.Handler = p
 	if len(secret) > 0 {
-		handler = withHook(o.hookPath, &hook.Handler{
+		handler = withHook(o.hook.path, &hook.Handler{
 			Secret: secret,
 			Logger: log,
 			Update: func(ctx context.Context) (string, error) {
@@ -310,24 +286,15 @@ func proxyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 
 	lcfg := proxy.ListenerConfig{
-		PeekTimeout:        o.handshakeTimeout,
+		PeekTimeout:        o.listen.handshakeTimeout,
 		IdleTimeout:        o.passthroughIdle,
-		Grace:              o.grace,
+		Grace:              o.listen.grace,
 		ProxyProtocolFrom:  ppFrom,
-		ProxyHeaderTimeout: o.readHeaderTimeout,
+		ProxyHeaderTimeout: o.listen.readHeaderTimeout,
 	}
-	cfg := server.Config{
-		Stack:               p.WrapStack(host, httpsAddr, lcfg),
-		NextProtosForName:   p.NextProtos,
-		HTTPAddr:            httpAddr,
-		HTTPSAddr:           httpsAddr,
-		Handler:             handler,
-		ReadHeaderTimeout:   o.readHeaderTimeout,
-		IdleTimeout:         o.idleTimeout,
-		TLSHandshakeTimeout: o.handshakeTimeout,
-		Grace:               o.grace,
-		Logger:              log,
-	}
+	cfg.Stack = p.WrapStack(host, httpsAddr, lcfg)
+	cfg.NextProtosForName = p.NextProtos
+	cfg.Handler = handler
 	if httpsAddr != "" {
 		var acme certs.Getter
 		if acmeHosts != nil {
@@ -369,7 +336,7 @@ func proxyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	log.Info("serving", attrs...)
 	if len(secret) > 0 {
-		log.Info("webhook enabled", "path", o.hookPath)
+		log.Info("webhook enabled", "path", o.hook.path)
 	}
 	go p.Poll(ctx, loader, o.poll)
 	err = srv.Serve(ctx)

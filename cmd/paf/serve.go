@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -19,36 +18,24 @@ import (
 	"github.com/pafhq/paf/hook"
 	"github.com/pafhq/paf/server"
 	"github.com/pafhq/paf/site"
-	"github.com/pafhq/paf/stack"
 )
 
 // serveOptions are paf serve's flags.
 type serveOptions struct {
-	root, remote   string
-	auth           gitsource.Auth
-	dataDir        string
-	mimeTypes      listFlag
-	defaultURL     string
-	hostnames      listFlag
-	poll           time.Duration
-	hookPath       string
-	hookSecret     string
-	hookSecretFile string
-	largeFile      int64
+	root, remote string
+	auth         gitsource.Auth
+	dataDir      string
+	mimeTypes    listFlag
+	defaultURL   string
+	hostnames    listFlag
+	poll         time.Duration
+	hook         hookOptions
+	largeFile    int64
 
-	httpAddr, httpsAddr string
-	tlsCerts, tlsKeys   listFlag
-	acme                acmeOptions
-	certStore           certStoreOptions
-	hsts                bool
-	hstsMaxAge          time.Duration
-	h2c                 bool
-
-	readHeaderTimeout, idleTimeout, handshakeTimeout, grace time.Duration
-	maxHeaderBytes                                          int
-	h2MaxStreams, h2MaxFrame                                uint
-
-	logFormat, logLevel string
+	listen            listenOptions
+	tlsCerts, tlsKeys listFlag
+	acme              acmeOptions
+	certStore         certStoreOptions
 }
 
 func serveFlags() (*flag.FlagSet, *serveOptions) {
@@ -63,74 +50,15 @@ func serveFlags() (*flag.FlagSet, *serveOptions) {
 	fs.StringVar(&o.defaultURL, "default", "", "redirect (302) requests for missing files to `URL` instead of answering 404")
 	fs.Var(&o.hostnames, "hostname", "a `NAME` the site answers for (repeatable); other Host headers get 421. Also names the local CA's certificate")
 	fs.DurationVar(&o.poll, "poll", time.Minute, "fetch the source every `DURATION` (0 turns polling off)")
-	fs.StringVar(&o.hookPath, "hook", "/.paf/hook", "URL `PATH` of the update webhook (enabled by a hook secret)")
-	fs.StringVar(&o.hookSecret, "hook-secret", "", "HMAC `SECRET` webhook requests are signed with (or env PAF_HOOK_SECRET, or --hook-secret-file); no secret, no hook")
-	fs.StringVar(&o.hookSecretFile, "hook-secret-file", "", "read the hook secret from `FILE`")
+	o.hook.register(fs, "URL `PATH` of the update webhook (enabled by a hook secret)")
 	fs.Int64Var(&o.largeFile, "large-file", 0, "files above `BYTES` are streamed from disk rather than held in memory (0: the default, 1 MiB)")
 
-	fs.StringVar(&o.httpAddr, "http", "127.0.0.1:8080", "plain HTTP listen `ADDR` (\"off\" for none); redirects to HTTPS when HTTPS is on")
-	fs.StringVar(&o.httpsAddr, "https", "127.0.0.1:8443", "HTTPS listen `ADDR`, or \"off\" to serve the site over plain HTTP (behind a proxy)")
+	o.listen.register(fs, "to serve the site over plain HTTP (behind a proxy)")
 	fs.Var(&o.tlsCerts, "tls-cert", "certificate chain PEM `FILE` (repeatable, paired with --tls-key; chosen by SNI, the first is the default)")
 	fs.Var(&o.tlsKeys, "tls-key", "private key PEM `FILE` of the preceding --tls-cert")
 	acmeFlags(fs, &o.acme)
 	certStoreFlags(fs, &o.certStore)
-	fs.BoolVar(&o.hsts, "hsts", false, "send Strict-Transport-Security on HTTPS responses")
-	fs.DurationVar(&o.hstsMaxAge, "hsts-max-age", 365*24*time.Hour, "max-age of --hsts")
-	fs.BoolVar(&o.h2c, "h2c", false, "accept HTTP/2 with prior knowledge (h2c) on the plain HTTP listener")
-
-	fs.DurationVar(&o.readHeaderTimeout, "read-header-timeout", server.DefaultReadHeaderTimeout, "time allowed to read a request's headers")
-	fs.DurationVar(&o.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "keep-alive connections idle this long are closed")
-	fs.DurationVar(&o.handshakeTimeout, "tls-handshake-timeout", server.DefaultTLSHandshakeTimeout, "time allowed for a TLS handshake")
-	fs.IntVar(&o.maxHeaderBytes, "max-header-bytes", server.DefaultMaxHeaderBytes, "largest request header block accepted, in bytes")
-	fs.UintVar(&o.h2MaxStreams, "h2-max-streams", server.DefaultMaxConcurrentStreams, "HTTP/2 concurrent streams per connection")
-	fs.UintVar(&o.h2MaxFrame, "h2-max-frame", server.DefaultMaxReadFrameSize, "largest HTTP/2 frame read, in bytes")
-	fs.DurationVar(&o.grace, "grace", server.DefaultGrace, "on SIGINT/SIGTERM, time in-flight requests get to finish")
-
-	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
-	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return fs, o
-}
-
-func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(level)); err != nil {
-		return nil, usageErr("--log-level %q: want debug, info, warn or error", level)
-	}
-	opts := &slog.HandlerOptions{Level: lvl}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return nil, usageErr("--log-format %q: want text or json", format)
-}
-
-// hookSecret finds the webhook secret: the flag, the file, or the
-// environment, in that order; giving two is refused so that no one wonders
-// which one wins.
-func (o *serveOptions) secret() ([]byte, error) {
-	env := os.Getenv("PAF_HOOK_SECRET")
-	if o.hookSecret != "" && o.hookSecretFile != "" {
-		return nil, usageErr("--hook-secret and --hook-secret-file: give one, not both")
-	}
-	switch {
-	case o.hookSecret != "":
-		return []byte(o.hookSecret), nil
-	case o.hookSecretFile != "":
-		b, err := os.ReadFile(o.hookSecretFile)
-		if err != nil {
-			return nil, fmt.Errorf("--hook-secret-file: %w", err)
-		}
-		s := strings.TrimRight(string(b), "\r\n")
-		if s == "" {
-			return nil, fmt.Errorf("--hook-secret-file %s: the file is empty", o.hookSecretFile)
-		}
-		return []byte(s), nil
-	case env != "":
-		return []byte(env), nil
-	}
-	return nil, nil
 }
 
 func (o *serveOptions) siteOptions(log *slog.Logger) (site.Options, error) {
@@ -255,11 +183,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return usageErr("unexpected argument %q (paf serve takes flags only; did you mean --root %s?)", fs.Arg(0), fs.Arg(0))
 	}
-	log, err := newLogger(stderr, o.logFormat, o.logLevel)
+	log, err := o.listen.logger(stderr)
 	if err != nil {
 		return err
 	}
-	secret, err := o.secret()
+	secret, err := o.hook.load()
 	if err != nil {
 		return err
 	}
@@ -267,16 +195,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	httpAddr, httpsAddr := o.httpAddr, o.httpsAddr
-	if httpAddr == "off" {
-		httpAddr = ""
+	cfg, err := o.listen.serverConfig(log)
+	if err != nil {
+		return err
 	}
-	if httpsAddr == "off" {
-		httpsAddr = ""
-	}
-	if httpAddr == "" && httpsAddr == "" {
-		return usageErr("--http off and --https off: nothing would listen")
-	}
+	httpsAddr := cfg.HTTPSAddr
 	if o.dataDir == "" {
 		return usageErr("--data-dir: must not be empty")
 	}
@@ -288,10 +211,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	st := &site.Site{Source: src, Options: siteOpts, Logger: log}
 	var handler http.Handler = st
 	if len(secret) > 0 {
-		if !strings.HasPrefix(o.hookPath, "/") {
-			return usageErr("--hook %q: want a URL path starting with /", o.hookPath)
-		}
-		handler = withHook(o.hookPath, &hook.Handler{
+		handler = withHook(o.hook.path, &hook.Handler{
 			Secret: secret,
 			Logger: log,
 			Update: func(ctx context.Context) (string, error) {
@@ -308,24 +228,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}, st)
 	}
 
-	cfg := server.Config{
-		Stack:                &stack.Host{},
-		HTTPAddr:             httpAddr,
-		HTTPSAddr:            httpsAddr,
-		Handler:              handler,
-		H2C:                  o.h2c,
-		ReadHeaderTimeout:    o.readHeaderTimeout,
-		IdleTimeout:          o.idleTimeout,
-		TLSHandshakeTimeout:  o.handshakeTimeout,
-		MaxHeaderBytes:       o.maxHeaderBytes,
-		MaxConcurrentStreams: uint32(o.h2MaxStreams),
-		MaxReadFrameSize:     uint32(o.h2MaxFrame),
-		Grace:                o.grace,
-		Logger:               log,
-	}
-	if o.hsts {
-		cfg.HSTS = o.hstsMaxAge
-	}
+	cfg.Handler = handler
 	var acme *certs.ACME
 	if httpsAddr != "" {
 		if cfg.Certificates, err = o.certificates(ctx, log, httpsAddr); err != nil {
@@ -361,7 +264,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	log.Info("serving", attrs...)
 	if len(secret) > 0 {
-		log.Info("webhook enabled", "path", o.hookPath)
+		log.Info("webhook enabled", "path", o.hook.path)
 	}
 	if acme != nil {
 		// Challenges need the listeners bound, and served right after.

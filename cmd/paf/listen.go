@@ -1,0 +1,153 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/pafhq/paf/server"
+	"github.com/pafhq/paf/stack"
+)
+
+// listenOptions are the listener, limit and log flags paf serve and paf
+// proxy share.
+type listenOptions struct {
+	httpAddr, httpsAddr string
+	hsts                bool
+	hstsMaxAge          time.Duration
+	h2c                 bool
+
+	readHeaderTimeout, idleTimeout, handshakeTimeout, grace time.Duration
+	maxHeaderBytes                                          int
+	h2MaxStreams, h2MaxFrame                                uint
+
+	logFormat, logLevel string
+}
+
+// register adds the flags; httpsOff says what --https off means for the
+// command.
+func (l *listenOptions) register(fs *flag.FlagSet, httpsOff string) {
+	fs.StringVar(&l.httpAddr, "http", "127.0.0.1:8080", "plain HTTP listen `ADDR` (\"off\" for none); redirects to HTTPS when HTTPS is on")
+	fs.StringVar(&l.httpsAddr, "https", "127.0.0.1:8443", "HTTPS listen `ADDR`, or \"off\" "+httpsOff)
+	fs.BoolVar(&l.hsts, "hsts", false, "send Strict-Transport-Security on HTTPS responses")
+	fs.DurationVar(&l.hstsMaxAge, "hsts-max-age", 365*24*time.Hour, "max-age of --hsts")
+	fs.BoolVar(&l.h2c, "h2c", false, "accept HTTP/2 with prior knowledge (h2c) on the plain HTTP listener")
+
+	fs.DurationVar(&l.readHeaderTimeout, "read-header-timeout", server.DefaultReadHeaderTimeout, "time allowed to read a request's headers")
+	fs.DurationVar(&l.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "keep-alive client connections idle this long are closed")
+	fs.DurationVar(&l.handshakeTimeout, "tls-handshake-timeout", server.DefaultTLSHandshakeTimeout, "time allowed for a TLS handshake")
+	fs.IntVar(&l.maxHeaderBytes, "max-header-bytes", server.DefaultMaxHeaderBytes, "largest request header block accepted, in bytes")
+	fs.UintVar(&l.h2MaxStreams, "h2-max-streams", server.DefaultMaxConcurrentStreams, "HTTP/2 concurrent streams per connection")
+	fs.UintVar(&l.h2MaxFrame, "h2-max-frame", server.DefaultMaxReadFrameSize, "largest HTTP/2 frame read, in bytes")
+	fs.DurationVar(&l.grace, "grace", server.DefaultGrace, "on SIGINT/SIGTERM, time in-flight requests get to finish")
+
+	fs.StringVar(&l.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&l.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+// addrs returns the HTTP and HTTPS addresses, "" for a listener that is
+// off.
+func (l *listenOptions) addrs() (httpAddr, httpsAddr string, err error) {
+	httpAddr, httpsAddr = l.httpAddr, l.httpsAddr
+	if httpAddr == "off" {
+		httpAddr = ""
+	}
+	if httpsAddr == "off" {
+		httpsAddr = ""
+	}
+	if httpAddr == "" && httpsAddr == "" {
+		return "", "", usageErr("--http off and --https off: nothing would listen")
+	}
+	return httpAddr, httpsAddr, nil
+}
+
+// serverConfig returns the server configuration the flags describe, on
+// the host's network stack, without handler or certificates.
+func (l *listenOptions) serverConfig(log *slog.Logger) (server.Config, error) {
+	httpAddr, httpsAddr, err := l.addrs()
+	if err != nil {
+		return server.Config{}, err
+	}
+	cfg := server.Config{
+		Stack:                &stack.Host{},
+		HTTPAddr:             httpAddr,
+		HTTPSAddr:            httpsAddr,
+		H2C:                  l.h2c,
+		ReadHeaderTimeout:    l.readHeaderTimeout,
+		IdleTimeout:          l.idleTimeout,
+		TLSHandshakeTimeout:  l.handshakeTimeout,
+		MaxHeaderBytes:       l.maxHeaderBytes,
+		MaxConcurrentStreams: uint32(l.h2MaxStreams),
+		MaxReadFrameSize:     uint32(l.h2MaxFrame),
+		Grace:                l.grace,
+		Logger:               log,
+	}
+	if l.hsts {
+		cfg.HSTS = l.hstsMaxAge
+	}
+	return cfg, nil
+}
+
+// logger returns the logger --log-format and --log-level describe.
+func (l *listenOptions) logger(w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(l.logLevel)); err != nil {
+		return nil, usageErr("--log-level %q: want debug, info, warn or error", l.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch l.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usageErr("--log-format %q: want text or json", l.logFormat)
+}
+
+// hookOptions are the webhook flags paf serve and paf proxy share.
+type hookOptions struct {
+	path, secret, secretFile string
+}
+
+func (h *hookOptions) register(fs *flag.FlagSet, pathUsage string) {
+	fs.StringVar(&h.path, "hook", "/.paf/hook", pathUsage)
+	fs.StringVar(&h.secret, "hook-secret", "", "HMAC `SECRET` webhook requests are signed with (or env PAF_HOOK_SECRET, or --hook-secret-file); no secret, no hook")
+	fs.StringVar(&h.secretFile, "hook-secret-file", "", "read the hook secret from `FILE`")
+}
+
+// load returns the webhook secret, nil for no hook: the flag, the file,
+// or the environment, in that order; giving both flags is refused so that
+// no one wonders which one wins.
+func (h *hookOptions) load() ([]byte, error) {
+	if h.secret != "" && h.secretFile != "" {
+		return nil, usageErr("--hook-secret and --hook-secret-file: give one, not both")
+	}
+	var secret []byte
+	switch {
+	case h.secret != "":
+		secret = []byte(h.secret)
+	case h.secretFile != "":
+		b, err := os.ReadFile(h.secretFile)
+		if err != nil {
+			return nil, fmt.Errorf("--hook-secret-file: %w", err)
+		}
+		s := strings.TrimRight(string(b), "\r\n")
+		if s == "" {
+			return nil, fmt.Errorf("--hook-secret-file %s: the file is empty", h.secretFile)
+		}
+		secret = []byte(s)
+	default:
+		secret = []byte(os.Getenv("PAF_HOOK_SECRET"))
+	}
+	if len(secret) > 0 && !strings.HasPrefix(h.path, "/") {
+		return nil, usageErr("--hook %q: want a URL path starting with /", h.path)
+	}
+	if len(secret) == 0 {
+		return nil, nil
+	}
+	return secret, nil
+}
