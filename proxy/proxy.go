@@ -6,8 +6,13 @@
 // Forwarding is net/http/httputil.ReverseProxy's (with the Rewrite hook):
 // bodies stream in both directions, server-sent events and other unsized
 // responses are flushed as they come, HTTP/1.1 WebSocket upgrades are
-// spliced, hop-by-hop headers are dropped. This package adds what a
-// multi-site front needs: the routing table swapped atomically on reload
+// spliced, hop-by-hop headers are dropped. WebSockets over HTTP/2 (RFC 8441
+// extended CONNECT), which ReverseProxy cannot carry, are forwarded by this
+// package itself; the program must import internal/xconnect for net/http
+// to offer them.
+//
+// This package adds what a multi-site front needs: the routing table
+// swapped atomically on reload
 // (requests in flight finish on the routes they started with, unchanged
 // routes keep their connections and health state), load balancing, passive
 // and active health checks, forwarding headers trusted only from configured
@@ -291,6 +296,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// 421 tells a client that reused a connection for another name
 		// to open a new one; it never gets another site's content.
 		errorPage(w, r, http.StatusMisdirectedRequest, "No site is served under this name here.")
+		return
+	}
+	if isExtendedConnect(r) {
+		// RFC 8441 WebSocket over HTTP/2: ReverseProxy cannot carry it.
+		pl.serveExtendedConnect(w, r)
 		return
 	}
 	pl.serve(w, r)

@@ -15,6 +15,12 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+
+	// Extended CONNECT (RFC 8441) on paf's HTTP/2 listeners, so that
+	// browsers can open WebSockets through paf proxy over h2. net/http
+	// reads the switch from GODEBUG in its own init: this package, which
+	// sorts before net/http and does not depend on it, sets it first.
+	_ "github.com/pafhq/paf/internal/xconnect"
 )
 
 // version is set at link time with -ldflags "-X main.version=v1.2.3"; the
