@@ -351,5 +351,10 @@ func parseV1(line string) (src, dst net.Addr, err error) {
 	if s.Is4() != (f[1] == "TCP4") || d.Is4() != (f[1] == "TCP4") {
 		return bad("address family does not match " + f[1])
 	}
+	if s.Zone() != "" || d.Zone() != "" {
+		// netip accepts "fe80::1%anything": the zone would reach logs
+		// and X-Forwarded-For as a client address.
+		return bad("IPv6 zone not allowed")
+	}
 	return tcpAddr(s, uint16(sp)), tcpAddr(d, uint16(dp)), nil
 }
