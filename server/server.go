@@ -34,6 +34,7 @@ const (
 	DefaultMaxConcurrentStreams = 250
 	DefaultMaxReadFrameSize     = 1 << 20
 	DefaultGrace                = 10 * time.Second
+	DefaultSendTimeout          = 60 * time.Second
 )
 
 // Config describes the servers to run. Zero values select the documented
@@ -106,6 +107,13 @@ type Config struct {
 	// whole-response bound would cut large downloads over slow links.
 	WriteTimeout time.Duration
 
+	// SendTimeout bounds each write of a response, like nginx's
+	// send_timeout: a client that stops reading (or an HTTP/2 client that
+	// keeps its flow-control window shut) is cut after this long without
+	// progress, while a slow download that keeps moving completes. Zero
+	// means DefaultSendTimeout; negative turns it off.
+	SendTimeout time.Duration
+
 	// MaxHeaderBytes limits the size of request headers; larger requests
 	// get 431. Zero means DefaultMaxHeaderBytes.
 	MaxHeaderBytes int
@@ -153,6 +161,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.Grace == 0 {
 		cfg.Grace = DefaultGrace
+	}
+	if cfg.SendTimeout == 0 {
+		cfg.SendTimeout = DefaultSendTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -367,7 +378,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		protos.SetHTTP1(true)
 		protos.SetHTTP2(true)
 		hsl = newHandshakeListener(s.httpsLn, s.tlsConfig(), s.cfg.TLSHandshakeTimeout, s.cfg.Logger)
-		servers = append(servers, running{s.newHTTPServer(ctx, accessLog(h, s.cfg.Logger), protos), hsl, "--https"})
+		servers = append(servers, running{s.newHTTPServer(ctx, accessLog(guard(h, s.cfg.SendTimeout), s.cfg.Logger), protos), hsl, "--https"})
 	}
 	if s.httpLn != nil {
 		h := s.cfg.Handler
@@ -377,7 +388,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		protos := new(http.Protocols)
 		protos.SetHTTP1(true)
 		protos.SetUnencryptedHTTP2(s.cfg.H2C)
-		servers = append(servers, running{s.newHTTPServer(ctx, accessLog(h, s.cfg.Logger), protos), s.httpLn, "--http"})
+		servers = append(servers, running{s.newHTTPServer(ctx, accessLog(guard(h, s.cfg.SendTimeout), s.cfg.Logger), protos), s.httpLn, "--http"})
 	}
 
 	errc := make(chan error, len(servers))

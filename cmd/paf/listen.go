@@ -22,6 +22,7 @@ type listenOptions struct {
 	h2c                 bool
 
 	readHeaderTimeout, idleTimeout, handshakeTimeout, grace time.Duration
+	sendTimeout                                             time.Duration
 	maxHeaderBytes                                          int
 	h2MaxStreams, h2MaxFrame                                uint
 
@@ -40,6 +41,7 @@ func (l *listenOptions) register(fs *flag.FlagSet, httpsOff string) {
 	fs.DurationVar(&l.readHeaderTimeout, "read-header-timeout", server.DefaultReadHeaderTimeout, "time allowed to read a request's headers")
 	fs.DurationVar(&l.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "keep-alive client connections idle this long are closed")
 	fs.DurationVar(&l.handshakeTimeout, "tls-handshake-timeout", server.DefaultTLSHandshakeTimeout, "time allowed for a TLS handshake")
+	fs.DurationVar(&l.sendTimeout, "send-timeout", server.DefaultSendTimeout, "a response write that makes no progress this long (a client that stopped reading) closes the stream")
 	fs.IntVar(&l.maxHeaderBytes, "max-header-bytes", server.DefaultMaxHeaderBytes, "largest request header block accepted, in bytes")
 	fs.UintVar(&l.h2MaxStreams, "h2-max-streams", server.DefaultMaxConcurrentStreams, "HTTP/2 concurrent streams per connection")
 	fs.UintVar(&l.h2MaxFrame, "h2-max-frame", server.DefaultMaxReadFrameSize, "largest HTTP/2 frame read, in bytes")
@@ -80,6 +82,7 @@ func (l *listenOptions) serverConfig(log *slog.Logger) (server.Config, error) {
 		ReadHeaderTimeout:    l.readHeaderTimeout,
 		IdleTimeout:          l.idleTimeout,
 		TLSHandshakeTimeout:  l.handshakeTimeout,
+		SendTimeout:          l.sendTimeout,
 		MaxHeaderBytes:       l.maxHeaderBytes,
 		MaxConcurrentStreams: uint32(l.h2MaxStreams),
 		MaxReadFrameSize:     uint32(l.h2MaxFrame),
