@@ -159,7 +159,18 @@ func createKeyring(ctx context.Context, inner certmagic.Storage, passphrase []by
 func (e *Encrypted) Unwrap() certmagic.Storage { return e.inner }
 
 // String names the inner storage.
-func (e *Encrypted) String() string { return fmt.Sprintf("encrypted %v", e.inner) }
+func (e *Encrypted) String() string { return "encrypted " + e.where() }
+
+// where names the inner storage for messages: its String when it has one
+// (paf's storages name their directory or remote, with credentials
+// redacted), its type otherwise, never a struct dump that could carry
+// credentials.
+func (e *Encrypted) where() string {
+	if s, ok := e.inner.(fmt.Stringer); ok {
+		return s.String()
+	}
+	return fmt.Sprintf("%T", e.inner)
+}
 
 // secret reports whether a value must be encrypted: CertMagic names
 // private keys *.key, and a PEM private key anywhere else is caught by
@@ -219,7 +230,7 @@ func (e *Encrypted) Load(ctx context.Context, key string) ([]byte, error) {
 	}
 	if !isAge(b) {
 		if strings.HasSuffix(key, ".key") {
-			return nil, fmt.Errorf("storage: load %s from %v: %w: private key is not encrypted (written by something other than paf?); remove it or add it again with paf", key, e.inner, ErrCorrupt)
+			return nil, fmt.Errorf("storage: load %s from %s: %w: private key is not encrypted (written by something other than paf?); remove it or add it again with paf", key, e.where(), ErrCorrupt)
 		}
 		return b, nil
 	}
@@ -238,7 +249,7 @@ func (e *Encrypted) Load(ctx context.Context, key string) ([]byte, error) {
 			return plain, nil
 		}
 	}
-	return nil, fmt.Errorf("storage: load %s from %v: %w: cannot decrypt (damaged, or encrypted with another keyring): %v", key, e.inner, ErrCorrupt, err)
+	return nil, fmt.Errorf("storage: load %s from %s: %w: cannot decrypt (damaged, or encrypted with another keyring): %v", key, e.where(), ErrCorrupt, err)
 }
 
 // Delete implements certmagic.Storage.
