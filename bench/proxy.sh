@@ -14,6 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/sbin"
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 dur=${1:-${DURATION:-10}}
 conns=${CONNS:-32}
 threads=${THREADS:-2}
@@ -31,7 +33,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_up() { # URL
 	for _ in $(seq 100); do curl -skf -o /dev/null -H 'Host: bench.test' "$1" && return 0; sleep 0.1; done
 	echo "bench: $1 did not come up" >&2; exit 1

@@ -35,6 +35,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/sbin"
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 dur=${1:-${DURATION:-10}}
 conns=${CONNS:-32}
@@ -105,7 +107,6 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 	-subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
 	-keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 paf_http=$(free_port); paf_https=$(free_port); ngx_http=$(free_port); ngx_https=$(free_port)
 
 echo "# machine"
@@ -215,28 +216,6 @@ for s in "paf $paf_https" "nginx $ngx_https"; do
 done
 echo
 
-# cpu_ticks prints the user+system clock ticks the given processes used so far.
-cpu_ticks() {
-	local p t=0
-	for p in "$@"; do
-		[ -r "/proc/$p/stat" ] || continue
-		t=$((t + $(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$p/stat")))
-	done
-	echo "$t"
-}
-# busy_ticks prints the clock ticks all CPUs spent busy so far (user, nice,
-# system, irq, softirq, steal).
-busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat; }
-# child_ticks prints the CPU time of this shell's finished children, in
-# ticks; call it as "times >FILE; child_ticks FILE", since `times` in a
-# command substitution would report the substitution's own children.
-child_ticks() {
-	awk -v hz="$hz" 'NR == 2 {
-		t = 0
-		for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] }
-		printf "%.0f\n", t * hz
-	}' "$1"
-}
 hz=$(getconf CLK_TCK)
 
 # wrk reports the exact bytes and duration through this script. Its default
@@ -301,9 +280,6 @@ measure() {
 		printf "%s %.0f %.0f %.0f\n", r, t / w, g / w, o / w
 	}'
 }
-
-# median prints the line of stdin whose first field is the median.
-median() { sort -g | awk '{l[NR] = $0} END {print l[int((NR + 1) / 2)]}'; }
 
 echo "# load"
 echo "http1:     ${wrk_cmd[*]} http://127.0.0.1:PORT/FILE.bin"
