@@ -31,6 +31,9 @@ import (
 // and the whole body must be read before its signature can be checked.
 const DefaultMaxBody = 1 << 20
 
+// bodyTimeout bounds reading the request body.
+const bodyTimeout = 30 * time.Second
+
 // DefaultTimeout bounds the update a hook request runs. Forges give up on
 // a webhook after about 10 s; the update goes on past that only if the
 // Update function itself ignores its context.
@@ -122,6 +125,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if max <= 0 {
 		max = DefaultMaxBody
 	}
+	// The body is read before it can be authenticated: bound the time a
+	// client may take to send it, not only its size (the server sets no
+	// ReadTimeout, which would cut slow downloads elsewhere).
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
 	if err != nil {
 		var tooBig *http.MaxBytesError

@@ -84,7 +84,7 @@ func (p *Proxy) Listener(inner net.Listener, cfg ListenerConfig) net.Listener {
 		ctx: ctx, cancel: cancel,
 		conns:  make(chan net.Conn),
 		errc:   make(chan error, 1),
-		splice: map[net.Conn]struct{}{},
+		splice: map[net.Conn]net.Conn{},
 	}
 	p.listeners.Add(1)
 	l.wg.Add(1)
@@ -140,7 +140,7 @@ type sniListener struct {
 	once   sync.Once
 
 	mu     sync.Mutex
-	splice map[net.Conn]struct{} // passthrough client connections, closed by Close
+	splice map[net.Conn]net.Conn // passthrough client connection -> its backend, closed by Close
 }
 
 func (l *sniListener) acceptLoop() {
@@ -257,7 +257,7 @@ func (l *sniListener) passthrough(c *prefixConn, pl *pool) {
 		l.mu.Unlock()
 		return
 	}
-	l.splice[c] = struct{}{}
+	l.splice[c] = b
 	l.mu.Unlock()
 	defer func() {
 		l.mu.Lock()
@@ -364,8 +364,11 @@ func (l *sniListener) Close() error {
 		err = l.inner.Close()
 		cut := time.AfterFunc(l.cfg.Grace, func() {
 			l.mu.Lock()
-			for c := range l.splice {
+			// Both ends: a backend that ignores the half-close would
+			// otherwise hold the copy until the idle timeout.
+			for c, b := range l.splice {
 				c.Close()
+				b.Close()
 			}
 			l.mu.Unlock()
 		})

@@ -134,9 +134,18 @@ func (pl *pool) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, rt.MaxBody)
 	}
-	if !rt.WebSocket && r.Header.Get("Upgrade") != "" {
-		errorPage(w, r, http.StatusForbidden, "Connection upgrades (WebSocket) are not allowed on this site.")
-		return
+	if up := r.Header.Get("Upgrade"); up != "" {
+		switch {
+		case !strings.EqualFold(strings.TrimSpace(up), "websocket"):
+			// h2c and any other upgrade: once the backend answered 101,
+			// the spliced bytes would bypass everything the proxy does per
+			// request (Host check, X-Forwarded-*, max_body). Forward the
+			// request as a plain one instead.
+			r.Header.Del("Upgrade")
+		case !rt.WebSocket:
+			errorPage(w, r, http.StatusForbidden, "Connection upgrades (WebSocket) are not allowed on this site.")
+			return
+		}
 	}
 	if pl.site != nil {
 		if len(rt.ResponseHeaders) > 0 {
@@ -220,6 +229,9 @@ func (pl *pool) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		if req.Context().Err() != nil {
 			return nil, err // the client went away: not the backend's fault
+		}
+		if tooBig := new(http.MaxBytesError); errors.As(err, &tooBig) {
+			return nil, err // the client's body was over max_body: not the backend's fault
 		}
 		pl.failed(u, err)
 		lastErr = err

@@ -384,6 +384,12 @@ func TestMaxBody(t *testing.T) {
 		{"small", 1024, false, 200},
 		{"large", 2048, false, 413},
 		{"large chunked", 4096, true, 413},
+		// Oversized uploads are the client's fault: repeated, they must
+		// not mark the backend down (3 failures would).
+		{"large chunked again", 4096, true, 413},
+		{"large chunked a third time", 4096, true, 413},
+		{"large chunked a fourth time", 4096, true, 413},
+		{"small after", 10, false, 200},
 	} {
 		var body io.Reader = bytes.NewReader(make([]byte, tc.size))
 		if tc.chunked {
@@ -398,6 +404,38 @@ func TestMaxBody(t *testing.T) {
 		if resp.StatusCode != tc.code {
 			t.Errorf("%s: %d, want %d", tc.name, resp.StatusCode, tc.code)
 		}
+	}
+}
+
+// TestNonWebSocketUpgradeIsPlain: an Upgrade other than websocket (h2c
+// smuggling) reaches the backend as a plain request, never a 101 splice
+// that would bypass the proxy's per-request rules.
+func TestNonWebSocketUpgradeIsPlain(t *testing.T) {
+	be := backend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "" {
+			w.Header().Set("Connection", "Upgrade")
+			w.Header().Set("Upgrade", r.Header.Get("Upgrade"))
+			w.WriteHeader(http.StatusSwitchingProtocols)
+			return
+		}
+		fmt.Fprint(w, "plain")
+	}), false)
+	p := newProxy(t, Config{})
+	apply(t, p, map[string]string{"a.test": fmt.Sprintf("backends = [%q]\n", "http://"+be)})
+	c, err := net.Dial("tcp", front(t, p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprint(c, "GET / HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 100))
+	if resp.StatusCode != 200 || string(b) != "plain" {
+		t.Fatalf("Upgrade: h2c through the proxy: %d %q, want 200 \"plain\"", resp.StatusCode, b)
 	}
 }
 

@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"sync"
@@ -113,15 +114,24 @@ func (w *deadlineWriter) ReadFrom(src io.Reader) (int64, error) {
 		return io.Copy(writerOnly{w}, src) // through Write, deadline and all
 	}
 	defer w.clear()
+	// net.TCPConn's sendfile unwraps one *io.LimitedReader around an
+	// *os.File, no more: keep a single level around the caller's reader.
+	lr, ok := src.(*io.LimitedReader)
+	if !ok {
+		lr = &io.LimitedReader{R: src, N: math.MaxInt64}
+	}
 	var total int64
-	for {
+	for lr.N > 0 {
 		w.extend()
-		n, err := rf.ReadFrom(io.LimitReader(src, sendChunk))
+		want := min(lr.N, sendChunk)
+		n, err := rf.ReadFrom(&io.LimitedReader{R: lr.R, N: want})
+		lr.N -= n
 		total += n
-		if err != nil || n < sendChunk {
+		if err != nil || n < want {
 			return total, err
 		}
 	}
+	return total, nil
 }
 
 // Flush implements http.Flusher.

@@ -87,7 +87,14 @@ func Dir(root string) (Source, error) {
 	if real, err := filepath.EvalSymlinks(abs); err == nil && real != abs {
 		roots = append(roots, real)
 	}
-	s := FromFS("dir "+abs, os.DirFS(abs)).(*FS)
+	// os.Root, not os.DirFS: no symbolic link swapped in after the walk
+	// (of a file or of a directory on its path) can make a per-request
+	// open reach outside the site.
+	r, err := os.OpenRoot(abs)
+	if err != nil {
+		return nil, fmt.Errorf("site: dir %s: %w", root, err)
+	}
+	s := FromFS("dir "+abs, r.FS()).(*FS)
 	s.root = roots
 	return s, nil
 }
@@ -134,7 +141,7 @@ func (s *FS) Fetch(ctx context.Context) (*Tree, error) {
 			}
 			memo[p] = hashMemo{info.Size(), info.ModTime(), hash}
 			t.Entries = append(t.Entries, Entry{
-				Path: p, Kind: File, Size: info.Size(), Hash: hash, Open: s.opener(p),
+				Path: p, Kind: File, Size: info.Size(), Hash: hash, Open: s.opener(p, info.Size(), info.ModTime()),
 			})
 			return nil
 		}
@@ -196,12 +203,20 @@ func (s *FS) hash(p string, info fs.FileInfo, old map[string]hashMemo) (string, 
 }
 
 // opener returns an Entry.Open for the file at p.
-func (s *FS) opener(p string) func() (io.ReadSeekCloser, error) {
+// The file may be rewritten between the walk and a request (large files
+// are opened per request): a size or mtime that changed since is an error,
+// answered 500 until the next update, never new bytes under the old ETag
+// and Content-Length.
+func (s *FS) opener(p string, size int64, mtime time.Time) func() (io.ReadSeekCloser, error) {
 	fsys := s.FS
 	return func() (io.ReadSeekCloser, error) {
 		f, err := fsys.Open(p)
 		if err != nil {
 			return nil, err
+		}
+		if fi, err := f.Stat(); err != nil || fi.Size() != size || !fi.ModTime().Equal(mtime) {
+			f.Close()
+			return nil, fmt.Errorf("site: %s changed since the snapshot was built", p)
 		}
 		if rsc, ok := f.(io.ReadSeekCloser); ok {
 			return rsc, nil

@@ -97,18 +97,19 @@ func (s *Site) buildOptions() Options {
 // the next one, which starts when the running one ends and is shared by
 // every call that arrived meanwhile, so a burst of webhooks costs at most
 // two fetches and none of them misses a push made before it was called.
-// ctx bounds the caller's wait; an update runs with the context of the
-// call that created it.
+// ctx bounds the caller's wait, not the update: an update serves every
+// caller that joined it, so it runs without their cancellation (sources
+// bound their own network work).
 func (s *Site) Update(ctx context.Context) (changed bool, err error) {
 	s.mu.Lock()
 	var u *update
 	switch {
 	case s.running == nil:
-		u = &update{ctx: ctx, done: make(chan struct{})}
+		u = &update{ctx: context.WithoutCancel(ctx), done: make(chan struct{})}
 		s.running = u
 		go s.run(u)
 	case s.queued == nil:
-		u = &update{ctx: ctx, done: make(chan struct{})}
+		u = &update{ctx: context.WithoutCancel(ctx), done: make(chan struct{})}
 		s.queued = u
 	default:
 		u = s.queued
