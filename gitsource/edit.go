@@ -126,7 +126,7 @@ func fetchHead(ctx context.Context, opts PublishOptions) (st *memory.Storage, r 
 	}
 	if opts.Remote.Branch != "" {
 		if err = plumbing.NewBranchReferenceName(opts.Remote.Branch).Validate(); err != nil {
-			err = fmt.Errorf("gitsource: remote %s: invalid branch name %q", opts.Remote.URL, opts.Remote.Branch)
+			err = fmt.Errorf("gitsource: remote %s: invalid branch name %q", opts.Remote.Redacted(), opts.Remote.Branch)
 			return
 		}
 		r.Branch = opts.Remote.Branch

@@ -93,7 +93,7 @@ func publish(ctx context.Context, dir string, opts PublishOptions) (commit strin
 	}
 	if opts.Remote.Branch != "" {
 		if err := plumbing.NewBranchReferenceName(opts.Remote.Branch).Validate(); err != nil {
-			return "", fmt.Errorf("--remote %s: invalid branch name %q", opts.Remote.URL, opts.Remote.Branch)
+			return "", fmt.Errorf("--remote %s: invalid branch name %q", opts.Remote.Redacted(), opts.Remote.Branch)
 		}
 		r.Branch = opts.Remote.Branch
 	}

@@ -33,7 +33,7 @@ var schemes = map[string]bool{"file": true, "git": true, "http": true, "https": 
 // with an error naming the problem.
 func ParseRemote(s string) (Remote, error) {
 	fail := func(format string, a ...any) (Remote, error) {
-		return Remote{}, fmt.Errorf("gitsource: remote %q: %s", s, fmt.Sprintf(format, a...))
+		return Remote{}, fmt.Errorf("gitsource: remote %q: %s", Redact(s), fmt.Sprintf(format, a...))
 	}
 	raw := strings.TrimSpace(s)
 	if raw == "" {
@@ -157,6 +157,17 @@ func (r Remote) Redacted() string {
 		}
 	}
 	return r.URL
+}
+
+// Redact returns a --remote value as given, URL[#BRANCH], with any
+// password in it hidden: for messages about values that may not parse.
+func Redact(s string) string {
+	u, frag, _ := strings.Cut(s, "#")
+	r := Remote{URL: u}.Redacted()
+	if frag != "" {
+		return r + "#" + frag
+	}
+	return r
 }
 
 // String returns URL#BRANCH (or just the URL when the branch is the

@@ -99,7 +99,7 @@ func New(cfg Config) (*Source, error) {
 	}
 	if cfg.Remote.Branch != "" {
 		if err := plumbing.NewBranchReferenceName(cfg.Remote.Branch).Validate(); err != nil {
-			return nil, fmt.Errorf("--remote %s: invalid branch name %q", cfg.Remote.URL, cfg.Remote.Branch)
+			return nil, fmt.Errorf("--remote %s: invalid branch name %q", cfg.Remote.Redacted(), cfg.Remote.Branch)
 		}
 		r.Branch = cfg.Remote.Branch
 	}

@@ -40,7 +40,7 @@ func (g *GitSites) Open(ctx context.Context, r *route.Route) (http.Handler, func
 	}
 	src, err := gitsource.New(gitsource.Config{Remote: remote, Auth: g.Auth, DataDir: g.DataDir, Logger: log})
 	if err != nil {
-		return nil, nil, fmt.Errorf("site %s: %w", r.Site, err)
+		return nil, nil, fmt.Errorf("site %s: %w", remote, err)
 	}
 	s := &site.Site{Source: src, Logger: log}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))

@@ -335,12 +335,12 @@ func openGitCertStore(ctx context.Context, o *certStoreOptions, dataDir string, 
 		Logger:    log,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("--certs-remote %s: %w", o.remote, err)
+		return nil, fmt.Errorf("--certs-remote %s: %w", gitsource.Redact(o.remote), err)
 	}
 	enc, err := storage.Encrypt(ctx, g, pass)
 	if err != nil {
 		g.Close()
-		return nil, fmt.Errorf("--certs-remote %s: %w", o.remote, err)
+		return nil, fmt.Errorf("--certs-remote %s: %w", gitsource.Redact(o.remote), err)
 	}
 	return &openedStore{Storage: enc, where: g.String(), close: func() { g.Close() }}, nil
 }

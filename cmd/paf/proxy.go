@@ -98,7 +98,7 @@ func (o *proxyOptions) loader(log *slog.Logger) (route.Loader, error) {
 	}
 	src, err := gitsource.New(gitsource.Config{Remote: gs.Remote, Auth: o.routes.auth, DataDir: o.dataDir, Logger: log})
 	if err != nil {
-		return nil, fmt.Errorf("--routes-remote %s: %w", o.routes.remote, err)
+		return nil, fmt.Errorf("--routes-remote %s: %w", gitsource.Redact(o.routes.remote), err)
 	}
 	return route.TreeLoader{Source: src}, nil
 }

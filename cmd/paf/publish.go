@@ -68,12 +68,12 @@ func publish(ctx context.Context, args []string, stdout io.Writer) error {
 		Author:     o.author,
 	})
 	if errors.Is(err, gitsource.ErrNothingToPublish) {
-		fmt.Fprintf(stdout, "nothing to publish: %s already has this content at %s\n", o.remote, res)
+		fmt.Fprintf(stdout, "nothing to publish: %s already has this content at %s\n", remote, res)
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "published %s to %s as %s\n", dir, o.remote, res)
+	fmt.Fprintf(stdout, "published %s to %s as %s\n", dir, remote, res)
 	return nil
 }

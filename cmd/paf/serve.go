@@ -93,7 +93,7 @@ func (o *serveOptions) siteOptions(log *slog.Logger) (site.Options, error) {
 func (o *serveOptions) sourceFlag() string {
 	switch {
 	case o.remote != "":
-		return "--remote " + o.remote
+		return "--remote " + gitsource.Redact(o.remote)
 	case o.root != "":
 		return "--root " + o.root
 	}

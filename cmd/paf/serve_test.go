@@ -387,3 +387,21 @@ func TestKill9(t *testing.T) {
 		t.Fatalf("after kill -9s: %q, want v2", body)
 	}
 }
+
+// TestRemotePasswordNeverPrinted: a password in a remote URL stays out of
+// every message, whether the URL parses or not.
+func TestRemotePasswordNeverPrinted(t *testing.T) {
+	for _, args := range [][]string{
+		{"serve", "--data-dir", t.TempDir(), "--http", "127.0.0.1:0", "--https", "off", "--remote", "https://u:s3cret@127.0.0.1:1/r.git"},
+		{"serve", "--data-dir", t.TempDir(), "--http", "127.0.0.1:0", "--https", "off", "--remote", "https://u:s3cret@127.0.0.1:1/r.git#bad..branch"},
+		{"publish", t.TempDir(), "--remote", "https://u:s3cret@127.0.0.1:1/r.git#bad..branch"},
+	} {
+		code, stdout, stderr := runPaf(t, nil, args...)
+		if code == 0 {
+			t.Errorf("%v: exit 0", args)
+		}
+		if strings.Contains(stdout+stderr, "s3cret") {
+			t.Errorf("%v printed the password:\n%s%s", args, stdout, stderr)
+		}
+	}
+}
