@@ -35,6 +35,7 @@ const (
 	DefaultMaxReadFrameSize     = 1 << 20
 	DefaultGrace                = 10 * time.Second
 	DefaultSendTimeout          = 60 * time.Second
+	DefaultMaxConns             = 10000
 )
 
 // Config describes the servers to run. Zero values select the documented
@@ -114,6 +115,16 @@ type Config struct {
 	// means DefaultSendTimeout; negative turns it off.
 	SendTimeout time.Duration
 
+	// MaxConns limits the client connections open at once, across the
+	// HTTP and HTTPS listeners together (--max-conns): beyond it, new
+	// connections are accepted and closed at once, before any handshake
+	// or read, and a closed connection frees its place. It bounds file
+	// descriptors and memory under a connection flood; the default leaves
+	// room below the usual descriptor limits for sites, Git and backends.
+	// Passthrough connections a proxy splices inside its listener are
+	// not counted. Zero means DefaultMaxConns; negative means no limit.
+	MaxConns int
+
 	// MaxHeaderBytes limits the size of request headers; larger requests
 	// get 431. Zero means DefaultMaxHeaderBytes.
 	MaxHeaderBytes int
@@ -165,6 +176,9 @@ func (cfg Config) withDefaults() Config {
 	if cfg.SendTimeout == 0 {
 		cfg.SendTimeout = DefaultSendTimeout
 	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -199,6 +213,8 @@ func (cfg Config) validate() error {
 type Server struct {
 	cfg Config
 
+	limit *connLimit // nil: no connection limit
+
 	mu      sync.Mutex
 	httpLn  net.Listener // raw TCP
 	httpsLn net.Listener // raw TCP, TLS is layered in Serve
@@ -212,7 +228,11 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	cfg.NextProtos = nextProtos(cfg.NextProtos)
-	return &Server{cfg: cfg}, nil
+	s := &Server{cfg: cfg}
+	if cfg.MaxConns > 0 {
+		s.limit = &connLimit{max: int64(cfg.MaxConns)}
+	}
+	return s, nil
 }
 
 // Listen binds the configured addresses now, so that an address in use or a
@@ -254,7 +274,7 @@ func (s *Server) listen(ctx context.Context, flag, addr string) (net.Listener, e
 		}
 		return nil, fmt.Errorf("listen %s %s: %w", flag, addr, err)
 	}
-	return ln, nil
+	return limitConns(ln, s.limit), nil
 }
 
 // HTTPAddr returns the bound address of the HTTP listener, nil before

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"strings"
 	"time"
@@ -23,7 +24,7 @@ type listenOptions struct {
 
 	readHeaderTimeout, idleTimeout, handshakeTimeout, grace time.Duration
 	sendTimeout                                             time.Duration
-	maxHeaderBytes                                          int
+	maxHeaderBytes, maxConns                                int
 	h2MaxStreams, h2MaxFrame                                uint
 
 	logFormat, logLevel string
@@ -42,6 +43,7 @@ func (l *listenOptions) register(fs *flag.FlagSet, httpsOff string) {
 	fs.DurationVar(&l.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "keep-alive client connections idle this long are closed")
 	fs.DurationVar(&l.handshakeTimeout, "tls-handshake-timeout", server.DefaultTLSHandshakeTimeout, "time allowed for a TLS handshake")
 	fs.DurationVar(&l.sendTimeout, "send-timeout", server.DefaultSendTimeout, "a response write that makes no progress this long (a client that stopped reading) closes the stream")
+	fs.IntVar(&l.maxConns, "max-conns", server.DefaultMaxConns, "open client connections at most, both listeners together; beyond it new ones are closed at once (negative: no limit)")
 	fs.IntVar(&l.maxHeaderBytes, "max-header-bytes", server.DefaultMaxHeaderBytes, "largest request header block accepted, in bytes")
 	fs.UintVar(&l.h2MaxStreams, "h2-max-streams", server.DefaultMaxConcurrentStreams, "HTTP/2 concurrent streams per connection")
 	fs.UintVar(&l.h2MaxFrame, "h2-max-frame", server.DefaultMaxReadFrameSize, "largest HTTP/2 frame read, in bytes")
@@ -74,6 +76,9 @@ func (l *listenOptions) serverConfig(log *slog.Logger) (server.Config, error) {
 	if err != nil {
 		return server.Config{}, err
 	}
+	if l.h2MaxStreams > math.MaxUint32 || l.h2MaxFrame > math.MaxUint32 {
+		return server.Config{}, usageErr("--h2-max-streams and --h2-max-frame: at most %d", uint32(math.MaxUint32))
+	}
 	cfg := server.Config{
 		Stack:                &stack.Host{},
 		HTTPAddr:             httpAddr,
@@ -83,6 +88,7 @@ func (l *listenOptions) serverConfig(log *slog.Logger) (server.Config, error) {
 		IdleTimeout:          l.idleTimeout,
 		TLSHandshakeTimeout:  l.handshakeTimeout,
 		SendTimeout:          l.sendTimeout,
+		MaxConns:             l.maxConns,
 		MaxHeaderBytes:       l.maxHeaderBytes,
 		MaxConcurrentStreams: uint32(l.h2MaxStreams),
 		MaxReadFrameSize:     uint32(l.h2MaxFrame),
