@@ -354,8 +354,8 @@ func (b *builder) load(ctx context.Context, e *Entry) (*resource, error) {
 		return r, nil
 	}
 	for k := range numCodings {
-		if b.paths[e.Path+k.ext()] != nil {
-			continue // a precompressed sibling wins
+		if _, ok := b.index[e.Path+k.ext()]; ok {
+			continue // a precompressed sibling (a file, not a link) wins
 		}
 		if err := ctx.Err(); err != nil {
 			return nil, err

@@ -176,6 +176,9 @@ func (o *serveOptions) certificates(ctx context.Context, log *slog.Logger, https
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	// Cancelled on any return, so that the poll loop never outlives serve.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	fs, o := serveFlags()
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
@@ -251,6 +254,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := srv.Listen(ctx); err != nil {
 		return err
 	}
+	defer srv.Close() // on the error paths below; nothing once Serve ran
 	if err := st.Load(ctx); err != nil {
 		return fmt.Errorf("%s: %w", o.sourceFlag(), err)
 	}
