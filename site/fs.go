@@ -52,7 +52,18 @@ type FS struct {
 type hashMemo struct {
 	size    int64
 	modTime time.Time
+	change  fileChange
 	hash    string
+}
+
+// fileChange is what, beyond size and mtime, tells that a file was
+// replaced or rewritten: its inode and status-change time, as git's index
+// uses. Builds with fixed mtimes (SOURCE_DATE_EPOCH, rsync -t, cp -p) keep
+// size and mtime, but a rewrite still moves the ctime and a replacement the
+// inode. Zero where the file system does not say (embed.FS).
+type fileChange struct {
+	ino   uint64
+	ctime int64
 }
 
 // FromFS returns a Source over fsys; name goes into Tree.Source.
@@ -139,7 +150,7 @@ func (s *FS) Fetch(ctx context.Context) (*Tree, error) {
 			if err != nil {
 				return err
 			}
-			memo[p] = hashMemo{info.Size(), info.ModTime(), hash}
+			memo[p] = hashMemo{info.Size(), info.ModTime(), changeOf(info), hash}
 			t.Entries = append(t.Entries, Entry{
 				Path: p, Kind: File, Size: info.Size(), Hash: hash, Open: s.opener(p, info.Size(), info.ModTime()),
 			})
@@ -181,9 +192,10 @@ func (s *FS) Fetch(ctx context.Context) (*Tree, error) {
 }
 
 // hash returns the SHA-256 of the file at p, reusing the previous fetch's
-// when its size and modification time are unchanged.
+// when its size, modification time, inode and status-change time are
+// unchanged.
 func (s *FS) hash(p string, info fs.FileInfo, old map[string]hashMemo) (string, error) {
-	if m, ok := old[p]; ok && m.size == info.Size() && m.modTime.Equal(info.ModTime()) && !info.ModTime().IsZero() {
+	if m, ok := old[p]; ok && m.size == info.Size() && m.modTime.Equal(info.ModTime()) && !info.ModTime().IsZero() && m.change == changeOf(info) {
 		return m.hash, nil
 	}
 	f, err := s.FS.Open(p)

@@ -408,3 +408,37 @@ func TestBuildMissingHash(t *testing.T) {
 		}
 	}
 }
+
+// TestDirSeesRewriteWithSameSizeAndMtime: a build that keeps size and
+// mtime (SOURCE_DATE_EPOCH, rsync -t) still changes the revision.
+func TestDirSeesRewriteWithSameSizeAndMtime(t *testing.T) {
+	root := t.TempDir()
+	p := filepath.Join(root, "index.html")
+	if err := os.WriteFile(p, []byte("version A"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fixed := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	os.Chtimes(p, fixed, fixed)
+	src, err := Dir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := src.Fetch(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Replaced by a new file, same size, same mtime.
+	tmp := filepath.Join(root, ".tmp")
+	os.WriteFile(tmp, []byte("version B"), 0o644)
+	os.Chtimes(tmp, fixed, fixed)
+	if err := os.Rename(tmp, p); err != nil {
+		t.Fatal(err)
+	}
+	second, err := src.Fetch(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Revision == second.Revision {
+		t.Fatal("a rewrite keeping size and mtime did not change the revision")
+	}
+}
