@@ -48,13 +48,17 @@ type ACMEHosts struct {
 	Logger *slog.Logger
 
 	mu       sync.Mutex
-	ctx      context.Context
+	ctx      context.Context // Start's, cancelled by Close
+	cancel   context.CancelFunc
 	httpAddr net.Addr
 	tlsAddr  net.Addr
 	started  bool
 	closed   bool
 	want     []string
 	hosts    map[string]*acmeHost
+	dirty    bool           // want changed since the worker last looked
+	syncing  bool           // the worker goroutine is running
+	worker   sync.WaitGroup // the worker, waited for by Close
 }
 
 type acmeHost struct {
@@ -72,7 +76,8 @@ func (h *ACMEHosts) log() *slog.Logger {
 // Start begins managing the names of the last Sync (and of later ones):
 // httpAddr and tlsAddr are the bound listeners answering the HTTP-01 and
 // TLS-ALPN-01 challenges, as for certs.ACME.Start. Managers stop when ctx
-// is done or at Close.
+// is done or at Close. Like Sync, it returns at once: managers are created
+// in the background.
 func (h *ACMEHosts) Start(ctx context.Context, httpAddr, tlsAddr net.Addr) error {
 	if h.New == nil {
 		return errors.New("proxy: acme: no New function")
@@ -82,14 +87,24 @@ func (h *ACMEHosts) Start(ctx context.Context, httpAddr, tlsAddr net.Addr) error
 	if h.started {
 		return errors.New("proxy: acme: Start called twice")
 	}
+	if h.closed {
+		return errors.New("proxy: acme: closed")
+	}
 	h.started = true
-	h.ctx, h.httpAddr, h.tlsAddr = ctx, httpAddr, tlsAddr
-	h.syncLocked()
+	h.ctx, h.cancel = context.WithCancel(ctx)
+	h.httpAddr, h.tlsAddr = httpAddr, tlsAddr
+	h.kickLocked()
 	return nil
 }
 
 // Sync makes the managed names those of t's routes that want ACME. Before
 // Start it only records them.
+//
+// Sync returns at once (it runs in Proxy.Apply, with reloads held):
+// creating and starting a manager reads the storage, which may be slow (a
+// Git remote), so a background goroutine does it, always working towards
+// the table of the latest Sync. Names removed stop being managed at once.
+// Handshakes for names already managed never wait for new ones.
 func (h *ACMEHosts) Sync(t *route.Table) {
 	var names []string
 	for _, r := range t.Routes() {
@@ -101,12 +116,13 @@ func (h *ACMEHosts) Sync(t *route.Table) {
 	defer h.mu.Unlock()
 	h.want = names
 	if h.started {
-		h.syncLocked()
+		h.kickLocked()
 	}
 }
 
-// syncLocked starts managers for wanted names and stops the others.
-func (h *ACMEHosts) syncLocked() {
+// kickLocked records that want changed, stops the managers of names no
+// longer wanted, and makes sure the worker runs to add the new ones.
+func (h *ACMEHosts) kickLocked() {
 	if h.closed || h.ctx.Err() != nil {
 		return
 	}
@@ -120,36 +136,88 @@ func (h *ACMEHosts) syncLocked() {
 			h.log().Info("ACME: name no longer routed: certificate not renewed any more", "name", name)
 		}
 	}
-	var added []string
-	for _, name := range h.want {
-		if h.hosts[name] != nil {
-			continue
-		}
-		if err := h.startOne(name); err != nil {
-			h.log().Error("ACME: cannot manage this name's certificate", "name", name, "error", err.Error())
-			continue
-		}
-		added = append(added, name)
-	}
-	if len(added) > 0 {
-		h.log().Info("ACME: managing certificates", "names", strings.Join(added, ","))
+	h.dirty = true
+	if !h.syncing {
+		h.syncing = true
+		h.worker.Add(1)
+		go h.work()
 	}
 }
 
-func (h *ACMEHosts) startOne(name string) error {
+// work creates and starts the managers of wanted names, without holding
+// h.mu while they read the storage, until no Sync came in meanwhile.
+func (h *ACMEHosts) work() {
+	defer h.worker.Done()
+	for {
+		h.mu.Lock()
+		if !h.dirty || h.closed || h.ctx.Err() != nil {
+			h.syncing = false
+			h.mu.Unlock()
+			return
+		}
+		h.dirty = false
+		var add []string
+		for _, name := range h.want {
+			if h.hosts[name] == nil && !slices.Contains(add, name) {
+				add = append(add, name)
+			}
+		}
+		h.mu.Unlock()
+
+		var added []string
+		for _, name := range add {
+			if h.stale(name) {
+				continue // removed by a later Sync while others started
+			}
+			ah, err := h.startOne(name)
+			if err != nil {
+				if h.ctx.Err() == nil {
+					h.log().Error("ACME: cannot manage this name's certificate", "name", name, "error", err.Error())
+				}
+				continue
+			}
+			h.mu.Lock()
+			keep := !h.closed && h.ctx.Err() == nil && slices.Contains(h.want, name) && h.hosts[name] == nil
+			if keep {
+				h.hosts[name] = ah
+			}
+			h.mu.Unlock()
+			if !keep {
+				ah.cancel()
+				ah.a.Close()
+				continue
+			}
+			added = append(added, name)
+		}
+		if len(added) > 0 {
+			h.log().Info("ACME: managing certificates", "names", strings.Join(added, ","))
+		}
+	}
+}
+
+// stale reports whether name need not be started any more: closed, no
+// longer wanted, or already managed.
+func (h *ACMEHosts) stale(name string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.closed || h.ctx.Err() != nil || !slices.Contains(h.want, name) || h.hosts[name] != nil
+}
+
+// startOne creates and starts name's manager. It runs without h.mu held;
+// h.ctx and the addresses are fixed once Start has run.
+func (h *ACMEHosts) startOne(name string) (*acmeHost, error) {
 	ctx, cancel := context.WithCancel(h.ctx)
 	a, err := h.New(ctx, name)
 	if err != nil {
 		cancel()
-		return err
+		return nil, err
 	}
 	if err := a.Start(ctx, h.httpAddr, h.tlsAddr); err != nil {
 		cancel()
 		a.Close()
-		return err
+		return nil, err
 	}
-	h.hosts[name] = &acmeHost{a: a, cancel: cancel}
-	return nil
+	return &acmeHost{a: a, cancel: cancel}, nil
 }
 
 // lookup returns the manager of a Host header or SNI value, nil if none.
@@ -197,16 +265,20 @@ func (h *ACMEHosts) Names() []string {
 	return names
 }
 
-// Close stops every manager; certificates already obtained stay in the
-// storage.
+// Close stops every manager, and waits for the one being created, if
+// any; certificates already obtained stay in the storage.
 func (h *ACMEHosts) Close() {
 	h.mu.Lock()
 	h.closed = true
 	hosts := h.hosts
 	h.hosts = nil
+	if h.cancel != nil {
+		h.cancel() // a manager being created stops reading the storage
+	}
 	h.mu.Unlock()
 	for _, ah := range hosts {
 		ah.cancel()
 		ah.a.Close()
 	}
+	h.worker.Wait()
 }

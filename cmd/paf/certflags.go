@@ -129,3 +129,14 @@ func (c certFlagSet) storedManual(ctx context.Context, log *slog.Logger) (*certs
 	defer st.close()
 	return certs.LoadStoredManual(ctx, st, log)
 }
+
+// storedManualIn is storedManual over a store already open (the one ACME
+// uses, from acmeConfig), nil for none: a store is opened only then. A
+// second opening of the same --certs-remote would run a second Git store
+// on the same clone while the first is live, and derive the key again.
+func (c certFlagSet) storedManualIn(ctx context.Context, st *openedStore, log *slog.Logger) (*certs.Manual, error) {
+	if st == nil {
+		return c.storedManual(ctx, log)
+	}
+	return certs.LoadStoredManual(ctx, st, log)
+}

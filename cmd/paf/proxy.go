@@ -105,8 +105,9 @@ func (o *proxyOptions) loader(log *slog.Logger) (route.Loader, error) {
 
 // certificates builds the HTTPS certificate selection: --tls-cert pairs
 // for the names they cover, ACME when configured, else paf's local CA,
-// one certificate per routed host.
-func (o *proxyOptions) certificates(ctx context.Context, log *slog.Logger, p *proxy.Proxy, acme certs.Getter) (certs.Getter, error) {
+// one certificate per routed host. store is the certificate store ACME
+// opened (acmeHosts), read for manual certificates; nil when ACME is off.
+func (o *proxyOptions) certificates(ctx context.Context, log *slog.Logger, p *proxy.Proxy, acme certs.Getter, store *openedStore) (certs.Getter, error) {
 	if len(o.tlsCerts) != len(o.tlsKeys) {
 		return nil, usageErr("--tls-cert and --tls-key: give them in pairs (%d certificates, %d keys)", len(o.tlsCerts), len(o.tlsKeys))
 	}
@@ -116,7 +117,7 @@ func (o *proxyOptions) certificates(ctx context.Context, log *slog.Logger, p *pr
 	}
 	// Manual certificates: --tls-cert files first, then those stored
 	// with `paf certs add`.
-	stored, err := o.certFlags().storedManual(ctx, log)
+	stored, err := o.certFlags().storedManualIn(ctx, store, log)
 	if err != nil {
 		return nil, err
 	}
@@ -176,12 +177,13 @@ func (o *proxyOptions) certFlags() certFlagSet {
 }
 
 // acmeHosts builds the ACME manager of paf proxy --acme: one
-// certs.ACME per routed name, over the store the --certs flags name. The
-// returned function stops the managers and closes the store.
-func (o *proxyOptions) acmeHosts(ctx context.Context, log *slog.Logger) (*proxy.ACMEHosts, func(), error) {
+// certs.ACME per routed name, over the store the --certs flags name,
+// returned for certificates to read too. The returned function stops the
+// managers and closes the store.
+func (o *proxyOptions) acmeHosts(ctx context.Context, log *slog.Logger) (*proxy.ACMEHosts, *openedStore, func(), error) {
 	cfg, st, err := o.certFlags().acmeConfig(ctx, log)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	log.Info("ACME certificates for routed names", "ca", cfg.CA, "storage", st.where)
 	h := &proxy.ACMEHosts{
@@ -192,7 +194,7 @@ func (o *proxyOptions) acmeHosts(ctx context.Context, log *slog.Logger) (*proxy.
 		},
 		Logger: log,
 	}
-	return h, func() { h.Close(); st.close() }, nil
+	return h, st, func() { h.Close(); st.close() }, nil
 }
 
 // proxyCmd runs `paf proxy`, the TLS-terminating reverse proxy.
@@ -240,9 +242,10 @@ func proxyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBackground()
 	var acmeHosts *proxy.ACMEHosts
+	var acmeStore *openedStore
 	if o.acme.enabled {
 		var closeACME func()
-		if acmeHosts, closeACME, err = o.acmeHosts(bg, log); err != nil {
+		if acmeHosts, acmeStore, closeACME, err = o.acmeHosts(bg, log); err != nil {
 			return err
 		}
 		defer closeACME()
@@ -304,7 +307,7 @@ func proxyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				cfg.NextProtos = []string{certs.ACMETLS1Protocol}
 			}
 		}
-		if cfg.Certificates, err = o.certificates(ctx, log, p, acme); err != nil {
+		if cfg.Certificates, err = o.certificates(ctx, log, p, acme, acmeStore); err != nil {
 			return err
 		}
 	}
