@@ -10,19 +10,19 @@
 package gitsource
 
 import (
+	"compress/zlib"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-git/go-billy/v5/osfs"
@@ -30,8 +30,12 @@ import (
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/cache"
+	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
+	"github.com/go-git/go-git/v5/plumbing/format/objfile"
+	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/storage/filesystem"
+	"github.com/go-git/go-git/v5/storage/filesystem/dotgit"
 	"github.com/go-git/go-git/v5/storage/memory"
 
 	"github.com/pafhq/paf/site"
@@ -79,6 +83,10 @@ type Source struct {
 	// sem serializes Fetch and Cached; a channel rather than a mutex so
 	// that waiting for it honours the caller's context.
 	sem chan struct{}
+	// stateMu serializes updates of stateFile, so that Served, which
+	// does not take sem (a stalled fetch may hold it for long), and
+	// fetch never lose each other's record.
+	stateMu sync.Mutex
 }
 
 var (
@@ -209,16 +217,22 @@ func (s *Source) Fetch(ctx context.Context) (*site.Tree, error) {
 	}
 }
 
-// Cached implements site.Cacher: it returns the tree of the commit the last
-// successful Fetch served, without using the network. It returns an error
-// wrapping fs.ErrNotExist when there is none or when it is no longer
-// readable.
+// Cached implements site.Cacher: it returns, without using the network,
+// the tree of the commit last confirmed with Served, so that a restart
+// with the remote down serves what was served before, not a fetched
+// commit that failed to build. When no commit was ever confirmed (a
+// caller that does not call Served), or the confirmed one is no longer in
+// the clone (a fresh clone of a force-pushed branch), it returns the
+// commit the last successful Fetch returned. It returns an error wrapping
+// fs.ErrNotExist when there is neither or neither is readable.
 func (s *Source) Cached(ctx context.Context) (*site.Tree, error) {
 	if err := s.acquire(ctx, "cached"); err != nil {
 		return nil, err
 	}
 	defer s.release()
+	s.stateMu.Lock()
 	st, err := readState(s.stateFile)
+	s.stateMu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("gitsource: cached %s: %w", s.remote, err)
 	}
@@ -229,11 +243,75 @@ func (s *Source) Cached(ctx context.Context) (*site.Tree, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gitsource: cached %s: local clone unusable (%v): %w", s.remote, err, fs.ErrNotExist)
 	}
-	t, err := s.buildTree(ctx, repo, plumbing.NewHash(st.Commit), st.Branch)
-	if err != nil {
-		return nil, fmt.Errorf("gitsource: cached %s: commit %s unreadable (%v): %w", s.remote, st.Commit, err, fs.ErrNotExist)
+	var errs []error
+	for _, c := range [][2]string{{st.Commit, st.Branch}, {st.Fetched, st.FetchedBranch}} {
+		if c[0] == "" {
+			continue
+		}
+		t, err := s.buildTree(ctx, repo, plumbing.NewHash(c[0]), c[1])
+		if err == nil {
+			if c[0] != st.Commit && st.Commit != "" {
+				s.log.Warn("gitsource: served commit unreadable, using the last fetched one", "served", st.Commit, "fetched", c[0], "err", errors.Join(errs...))
+			}
+			return t, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("gitsource: cached %s: %w", s.remote, ctx.Err())
+		}
+		errs = append(errs, fmt.Errorf("commit %s unreadable: %w", c[0], err))
+		if c[0] == st.Fetched {
+			break
+		}
 	}
-	return t, nil
+	return nil, fmt.Errorf("gitsource: cached %s: %v: %w", s.remote, errors.Join(errs...), fs.ErrNotExist)
+}
+
+// Served records that revision, a commit a Fetch or Cached of this
+// Source returned, was built and is now what the site serves: Cached
+// returns it after a restart until another revision is confirmed. A
+// caller that builds the site from a fetched tree calls it after the new
+// snapshot is in place, never before, so that a commit that fails to
+// build is never what a restart falls back to. It does not use the
+// network and does not wait for a fetch in progress. A revision this
+// Source did not fetch is an error and changes nothing.
+func (s *Source) Served(ctx context.Context, revision string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("gitsource: served %s %s: %w", s.remote, revision, err)
+	}
+	if !validCommit(revision) {
+		return fmt.Errorf("gitsource: served %s: %q is not a commit hash", s.remote, revision)
+	}
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	st, err := readState(s.stateFile)
+	if err != nil || st.URL != s.remote.URL {
+		return fmt.Errorf("gitsource: served %s %s: not fetched by this source (%v)", s.remote, revision, err)
+	}
+	switch revision {
+	case st.Commit:
+		return nil
+	case st.Fetched:
+		st.Commit, st.Branch = st.Fetched, st.FetchedBranch
+	default:
+		return fmt.Errorf("gitsource: served %s %s: not the last fetched commit (%s)", s.remote, revision, st.Fetched)
+	}
+	if err := writeState(s.stateFile, st); err != nil {
+		return fmt.Errorf("gitsource: served %s %s: record served commit: %w", s.remote, revision, err)
+	}
+	return nil
+}
+
+// recordFetched records commit as the last fetched, keeping the served
+// one.
+func (s *Source) recordFetched(branch, commit string) error {
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	st, err := readState(s.stateFile)
+	if err != nil || st.URL != s.remote.URL {
+		st = state{URL: s.remote.URL}
+	}
+	st.Fetched, st.FetchedBranch = commit, branch
+	return writeState(s.stateFile, st)
 }
 
 // fetch does Fetch's work under the lock.
@@ -260,7 +338,7 @@ func (s *Source) fetch(ctx context.Context) (*site.Tree, error) {
 		recreated = true
 	} else if cur, rerr := repo.Reference(localRef, false); rerr != nil || cur.Hash() != remoteHash {
 		if err := s.fetchInto(ctx, repo, branch); err != nil {
-			if !isLocalError(ctx, err) {
+			if !isLocalError(ctx, err, s.repoDir) {
 				return nil, err
 			}
 			s.log.Warn("gitsource: fetch into local clone failed, cloning afresh", "dir", s.repoDir, "err", err)
@@ -281,8 +359,8 @@ func (s *Source) fetch(ctx context.Context) (*site.Tree, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gitsource: fetch %s: %w", s.remote, err)
 	}
-	if err := writeState(s.stateFile, state{URL: s.remote.URL, Branch: branch, Commit: tree.Revision}); err != nil {
-		return nil, fmt.Errorf("gitsource: fetch %s: record served commit: %w", s.remote, err)
+	if err := s.recordFetched(branch, tree.Revision); err != nil {
+		return nil, fmt.Errorf("gitsource: fetch %s: record fetched commit: %w", s.remote, err)
 	}
 	s.log.Info("gitsource: fetched", "branch", branch, "commit", tree.Revision, "entries", len(tree.Entries))
 	return tree, nil
@@ -448,26 +526,71 @@ func (s *Source) fetchInto(ctx context.Context, repo *git.Repository, branch str
 	return nil
 }
 
-// isLocalError reports whether a failed fetch may be the local clone's
-// fault, so that a fresh clone is worth trying. Network, authentication and
-// cancellation errors are not.
-func isLocalError(ctx context.Context, err error) bool {
-	if ctx.Err() != nil {
+// isLocalError reports whether a failed fetch into the clone at dir is
+// known to be the clone's fault, so that a fresh clone is worth trying:
+// objects, packs, indexes or references missing or damaged on disk, or a
+// file under dir that cannot be read or written. Anything else (network,
+// HTTP status, SSH, authentication, cancellation, an error paf does not
+// know) is taken for the remote's and not answered with a full re-clone
+// from a remote that is failing.
+func isLocalError(ctx context.Context, err error, dir string) bool {
+	if ctx.Err() != nil || err == nil {
 		return false
 	}
-	var ne net.Error
-	switch {
-	case errors.As(err, &ne),
-		errors.Is(err, io.ErrUnexpectedEOF),
-		errors.Is(err, transport.ErrRepositoryNotFound),
-		errors.Is(err, transport.ErrEmptyRemoteRepository),
-		errors.Is(err, transport.ErrAuthenticationRequired),
-		errors.Is(err, transport.ErrAuthorizationFailed),
-		errors.Is(err, ErrHostKeyUnknown),
-		errors.Is(err, ErrHostKeyMismatch):
+	var pe *fs.PathError
+	if errors.As(err, &pe) && within(dir, pe.Path) {
+		return true
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) && (within(dir, le.Old) || within(dir, le.New)) {
+		return true
+	}
+	var pfe *packfile.Error
+	if errors.As(err, &pfe) {
+		return true
+	}
+	for _, local := range []error{
+		plumbing.ErrObjectNotFound,
+		plumbing.ErrReferenceNotFound,
+		plumbing.ErrInvalidType,
+		packfile.ErrReferenceDeltaNotFound,
+		packfile.ErrDeltaNotCached,
+		packfile.ErrInvalidDelta,
+		packfile.ErrDeltaCmd,
+		packfile.ErrMalformedPackFile,
+		packfile.ErrLengthOverflow,
+		packfile.ErrInflatedSizeMismatch,
+		idxfile.ErrMalformedIdxFile,
+		idxfile.ErrUnsupportedVersion,
+		objfile.ErrHeader,
+		objfile.ErrNegativeSize,
+		dotgit.ErrNotFound,
+		dotgit.ErrIdxNotFound,
+		dotgit.ErrPackfileNotFound,
+		dotgit.ErrConfigNotFound,
+		dotgit.ErrPackedRefsDuplicatedRef,
+		dotgit.ErrPackedRefsBadFormat,
+		dotgit.ErrSymRefTargetNotFound,
+		dotgit.ErrIsDir,
+		dotgit.ErrEmptyRefFile,
+		git.ErrRepositoryNotExists,
+		zlib.ErrChecksum,
+		zlib.ErrHeader,
+	} {
+		if errors.Is(err, local) {
+			return true
+		}
+	}
+	return false
+}
+
+// within reports whether path is dir or under it.
+func within(dir, path string) bool {
+	if dir == "" || path == "" {
 		return false
 	}
-	return true
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
 }
 
 // recreate clones the branch into a fresh bare repository beside the

@@ -13,19 +13,31 @@ import (
 	"github.com/pafhq/paf/internal/atomicfile"
 )
 
-// state is the record of the commit a Source last served, written only
-// after the commit's tree was read completely.
+// state records, for one remote, the commit last served (confirmed by
+// Served after the site built from it) and the commit last fetched, each
+// written only after the commit's tree was read completely. Commit and
+// Branch keep their names from before Fetched existed: a state file
+// written then records what was fetched, and is taken as served.
 type state struct {
 	URL    string `json:"url"`
-	Branch string `json:"branch"`
-	Commit string `json:"commit"`
+	Branch string `json:"branch,omitempty"`
+	Commit string `json:"commit,omitempty"`
+
+	Fetched       string `json:"fetched,omitempty"`
+	FetchedBranch string `json:"fetched_branch,omitempty"`
 }
 
 // maxStateSize bounds what readState reads: the file is a few hundred bytes.
 const maxStateSize = 64 << 10
 
+// validCommit reports whether c names a commit.
+func validCommit(c string) bool {
+	return plumbing.IsHash(c) && !plumbing.NewHash(c).IsZero()
+}
+
 // readState reads the state file; a missing one wraps fs.ErrNotExist, and so
-// does a damaged one, which is treated as absent.
+// does a damaged one, which is treated as absent. A commit field that is
+// not a hash is cleared; a state with neither commit wraps fs.ErrNotExist.
 func readState(path string) (state, error) {
 	var st state
 	fi, err := os.Stat(path)
@@ -40,10 +52,20 @@ func readState(path string) (state, error) {
 		return st, fmt.Errorf("state %s: %w", path, err)
 	}
 	if err := json.Unmarshal(b, &st); err != nil {
-		return st, fmt.Errorf("state %s: %v: %w", path, err, fs.ErrNotExist)
+		return state{}, fmt.Errorf("state %s: %v: %w", path, err, fs.ErrNotExist)
 	}
-	if !plumbing.IsHash(st.Commit) || plumbing.NewHash(st.Commit).IsZero() {
-		return st, fmt.Errorf("state %s: bad commit %q: %w", path, st.Commit, fs.ErrNotExist)
+	bad := st.Commit
+	if !validCommit(st.Commit) {
+		st.Commit, st.Branch = "", ""
+	}
+	if !validCommit(st.Fetched) {
+		if st.Fetched != "" {
+			bad = st.Fetched
+		}
+		st.Fetched, st.FetchedBranch = "", ""
+	}
+	if st.Commit == "" && st.Fetched == "" {
+		return st, fmt.Errorf("state %s: bad commit %q: %w", path, bad, fs.ErrNotExist)
 	}
 	return st, nil
 }

@@ -263,9 +263,13 @@ func (p *Proxy) UpdateSites(ctx context.Context) (changed int, err error) {
 		changed bool
 		err     error
 	}
+	// Hostnames serving the same Git site share one (GitSites): update
+	// each site once.
 	var ups []*pool
+	seen := map[SiteUpdater]bool{}
 	for _, pl := range p.state.Load().pools {
-		if _, ok := pl.site.(SiteUpdater); ok {
+		if su, ok := pl.site.(SiteUpdater); ok && !seen[su] {
+			seen[su] = true
 			ups = append(ups, pl)
 		}
 	}

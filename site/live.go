@@ -80,7 +80,19 @@ func (s *Site) Load(ctx context.Context) error {
 		return fmt.Errorf("site: load: %w", err)
 	}
 	s.current.Store(snap)
+	s.served(ctx, t)
 	return nil
+}
+
+// served tells a ServedRecorder source what is now served. A failure only
+// means a restart with the source unreachable may serve an older version:
+// it is logged, not returned.
+func (s *Site) served(ctx context.Context, t *Tree) {
+	if r, ok := s.Source.(ServedRecorder); ok {
+		if err := r.Served(ctx, t.Revision); err != nil {
+			s.logger().Warn("site: recording the served version failed", "revision", t.Revision, "err", err)
+		}
+	}
 }
 
 func (s *Site) buildOptions() Options {
@@ -153,6 +165,7 @@ func (s *Site) update(ctx context.Context, callers int) (bool, error) {
 		return false, fmt.Errorf("site: update: %w", err)
 	}
 	s.current.Store(snap)
+	s.served(ctx, t)
 	from := ""
 	if old != nil {
 		from = old.Revision()

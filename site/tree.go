@@ -73,3 +73,13 @@ type Cacher interface {
 	// none.
 	Cached(ctx context.Context) (*Tree, error)
 }
+
+// A ServedRecorder is a Source told which version a Site serves, once its
+// snapshot is built and swapped in. It is an optional capability, found by
+// type assertion: a Cacher that records it returns the version last served
+// after a restart, not one fetched but never built.
+type ServedRecorder interface {
+	// Served records that revision, one that Fetch or Cached returned, is
+	// what the site now serves. It uses no network.
+	Served(ctx context.Context, revision string) error
+}

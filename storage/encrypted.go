@@ -32,7 +32,9 @@ const scryptWorkFactor = 18
 // reach the storage it wraps. Values that are private keys (keys ending in
 // ".key", and any value containing "PRIVATE KEY" as a safety net) are
 // stored as armored age files encrypted to the keyring's X25519 recipient;
-// everything else (certificates, metadata) is stored as is, so that it
+// so is a value that itself looks like an age file, so that Load, which
+// decrypts whatever looks like one, returns exactly what Store was given.
+// Everything else (certificates, metadata) is stored as is, so that it
 // stays readable without the passphrase. Its methods are safe for
 // concurrent use when the inner storage's are.
 type Encrypted struct {
@@ -189,12 +191,14 @@ func reserved(key string) bool {
 	return key == "" || key == "paf" || key == KeyringKey
 }
 
-// Store implements certmagic.Storage, encrypting private keys.
+// Store implements certmagic.Storage, encrypting private keys, and any
+// value that looks like an age file: Load would otherwise try to decrypt
+// it, so the round trip would not be exact.
 func (e *Encrypted) Store(ctx context.Context, key string, value []byte) error {
 	if reserved(key) {
 		return fmt.Errorf("storage: store %q: reserved for the keyring", key)
 	}
-	if !secret(key, value) {
+	if !secret(key, value) && !isAge(value) {
 		return e.inner.Store(ctx, key, value)
 	}
 	var buf bytes.Buffer
@@ -216,8 +220,10 @@ func (e *Encrypted) Store(ctx context.Context, key string, value []byte) error {
 }
 
 // Load implements certmagic.Storage, decrypting what Store encrypted. A
-// value that does not decrypt, or a private key found in plaintext, is an
-// error wrapping ErrCorrupt and naming the key. The keyring itself is
+// value that does not decrypt, or a plaintext value Store would have
+// encrypted (a *.key, or anything containing "PRIVATE KEY"), is an error
+// wrapping ErrCorrupt and naming the key: a private key in clear in the
+// storage was not written by paf, and is not used. The keyring itself is
 // returned as stored.
 func (e *Encrypted) Load(ctx context.Context, key string) ([]byte, error) {
 	b, err := e.inner.Load(ctx, key)
@@ -229,7 +235,7 @@ func (e *Encrypted) Load(ctx context.Context, key string) ([]byte, error) {
 		return b, nil
 	}
 	if !isAge(b) {
-		if strings.HasSuffix(key, ".key") {
+		if secret(key, b) {
 			return nil, fmt.Errorf("storage: load %s from %s: %w: private key is not encrypted (written by something other than paf?); remove it or add it again with paf", key, e.where(), ErrCorrupt)
 		}
 		return b, nil

@@ -132,3 +132,67 @@ func TestLockKey(t *testing.T) {
 		t.Error("distinct names share a lock file")
 	}
 }
+
+// TestEncryptedRoundTrip: whatever Store is given, Load returns exactly,
+// including plain values that look like age files; values Store would
+// encrypt are never left in clear in the inner storage.
+func TestEncryptedRoundTrip(t *testing.T) {
+	ctx := testCtx(t)
+	dir := t.TempDir()
+	e, err := encrypt(ctx, &certmagic.FileStorage{Path: dir}, []byte("p"), testWorkFactor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		key, value string
+		clear      bool // stored as is
+	}{
+		{"certificates/ca/a/a.crt", "-----BEGIN CERTIFICATE-----\nx\n", true},
+		{"certificates/ca/a/a.json", `{"sans":["a"]}`, true},
+		{"certificates/ca/a/a.key", "anything", false},
+		{"certificates/ca/a/b.json", `{"pem":"-----BEGIN EC PRIVATE KEY-----"}`, false},
+		{"notes/binary", "age-encryption.org/v1\n-> not really\n", false},
+		{"notes/armored", "-----BEGIN AGE ENCRYPTED FILE-----\nnot really\n-----END AGE ENCRYPTED FILE-----\n", false},
+		{"notes/indented", "\n  -----BEGIN AGE ENCRYPTED FILE-----\n", false},
+		{"notes/empty", "", true},
+	} {
+		if err := e.Store(ctx, tt.key, []byte(tt.value)); err != nil {
+			t.Fatalf("Store %s: %v", tt.key, err)
+		}
+		got, err := e.Load(ctx, tt.key)
+		if err != nil || string(got) != tt.value {
+			t.Errorf("Load %s = %q, %v; want %q", tt.key, got, err, tt.value)
+		}
+		raw, err := os.ReadFile(filepath.Join(dir, tt.key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (string(raw) == tt.value) != tt.clear {
+			t.Errorf("%s stored as %q; want clear=%v", tt.key, raw, tt.clear)
+		}
+	}
+}
+
+// TestEncryptedPlainSecret: a private key found in clear, under any key
+// name, is refused with ErrCorrupt naming the key, not handed to CertMagic.
+func TestEncryptedPlainSecret(t *testing.T) {
+	ctx := testCtx(t)
+	fs := &certmagic.FileStorage{Path: t.TempDir()}
+	e, err := encrypt(ctx, fs, []byte("p"), testWorkFactor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ key, value string }{
+		{"certificates/ca/a/a.key", "not encrypted"},
+		{"certificates/ca/a/a.json", `{"pem":"-----BEGIN EC PRIVATE KEY-----"}`},
+		{"somewhere/else", string(pemKey(t))},
+	} {
+		if err := fs.Store(ctx, tt.key, []byte(tt.value)); err != nil {
+			t.Fatal(err)
+		}
+		_, err := e.Load(ctx, tt.key)
+		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), tt.key) {
+			t.Errorf("Load of a plaintext secret %s: %v; want ErrCorrupt naming the key", tt.key, err)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -216,6 +217,77 @@ func TestLockTakeover(t *testing.T) {
 	}
 	if err := b.Unlock(ctx, "issue_cert_a.example"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestLockOwnPushAccepted: a lock push that the remote accepted but whose
+// answer never came (a timeout) is retried on a head that holds this
+// acquisition's own lock file; that is success at once, not another
+// holder to wait a lease for. A lock file with another token still is.
+func TestLockOwnPushAccepted(t *testing.T) {
+	r := newRemote(t)
+	r.serve(t)
+	ctx := testCtx(t)
+	g := openGit(t, r, "a", "", time.Hour)
+	if err := g.Store(ctx, "x", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	// The remote gets the lock file the lost push carried; the clone
+	// does not know of it, as after a push whose answer timed out.
+	pushLock := func(name, holder, token string) {
+		t.Helper()
+		work := t.TempDir()
+		r.g.run(work, "clone", "-q", r.bare, ".")
+		now := time.Now()
+		b, err := json.Marshal(lockFile{Holder: holder, Token: token, Acquired: now, Expires: now.Add(time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(work, lockKey(name))
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r.g.run(work, "add", "-A")
+		r.g.run(work, "commit", "-q", "-m", "lock "+name)
+		r.g.run(work, "push", "-q", "origin", "HEAD:main")
+	}
+	for _, tt := range []struct {
+		name   string
+		theirs bool // the lock file carries another acquisition's token
+		want   bool
+	}{
+		{"own", false, true},
+		{"other", true, false},
+	} {
+		const token = "our-token"
+		pushed := token
+		if tt.theirs {
+			pushed = "their-token"
+		}
+		pushLock(tt.name, "a", pushed)
+		head := r.head()
+		ok, holder, err := g.tryLockToken(ctx, tt.name, token)
+		if err != nil || ok != tt.want {
+			t.Fatalf("%s: tryLock with the remote holding a lock with token %q = %v, %v; want %v", tt.name, pushed, ok, err, tt.want)
+		}
+		if !ok && (holder == nil || holder.Token != pushed) {
+			t.Errorf("%s: holder = %+v; want the lock with token %q", tt.name, holder, pushed)
+		}
+		if after := r.head(); after != head {
+			t.Errorf("%s: remote head moved from %s to %s; want nothing pushed", tt.name, head, after)
+		}
+		if ok {
+			if err := g.Unlock(ctx, tt.name); err != nil {
+				t.Fatal(err)
+			}
+			if err := g.Refresh(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if g.Exists(ctx, lockKey(tt.name)) {
+				t.Errorf("%s: lock file left after Unlock", tt.name)
+			}
+		}
 	}
 }
 

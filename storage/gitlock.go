@@ -52,20 +52,32 @@ func parseLock(b []byte) (*lockFile, bool) {
 // tryLock makes one attempt: it commits a lock file for name unless an
 // unexpired one is there, in which case it returns false and that one.
 func (g *Git) tryLock(ctx context.Context, name string) (bool, *lockFile, error) {
+	return g.tryLockToken(ctx, name, newToken())
+}
+
+// tryLockToken is tryLock with the acquisition's token. A lock file that
+// already carries token is this acquisition's own: a push that timed out
+// after the remote accepted it is retried on a head that has it, and that
+// is success, not another holder to wait a whole lease for.
+func (g *Git) tryLockToken(ctx context.Context, name, token string) (bool, *lockFile, error) {
 	if name == "" {
 		return false, nil, errors.New("storage: lock: empty name")
 	}
 	key := lockKey(name)
-	token := newToken()
 	var holder *lockFile
 	var tookOver string
 	err := g.update(ctx, "lock "+name, func(v *view) (string, error) {
+		prevTookOver := tookOver
 		holder, tookOver = nil, ""
 		now := time.Now()
 		subject := fmt.Sprintf("lock %s", name)
 		if cur, ok, err := v.get(key); ok {
 			lf, valid := parseLock(cur)
 			switch {
+			case err == nil && valid && lf.Token == token:
+				// Pushed by an earlier attempt of this call: held.
+				tookOver = prevTookOver
+				return "", nil
 			case err == nil && valid && now.Before(lf.Expires):
 				holder = lf
 				return "", errHeld
