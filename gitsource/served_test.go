@@ -1,8 +1,6 @@
 package gitsource
 
 import (
-	"github.com/pafhq/paf/site"
-
 	"context"
 	"errors"
 	"fmt"
@@ -25,6 +23,7 @@ import (
 	"github.com/go-git/go-git/v5/storage/filesystem/dotgit"
 
 	"github.com/pafhq/paf/internal/testpeer"
+	"github.com/pafhq/paf/site"
 )
 
 // TestServedSurvivesRestart: a fetched commit that the caller never
