@@ -94,6 +94,7 @@ func (c certFlagSet) acmeConfig(ctx context.Context, log *slog.Logger) (certs.AC
 	if err != nil {
 		return certs.ACMEConfig{}, nil, err
 	}
+	st.warnPlaintext(log)
 	cfg.Storage = st
 	return cfg, st, nil
 }

@@ -74,6 +74,17 @@ type openedStore struct {
 	where string
 	// close releases it (stops a Git store's background fetches).
 	close func()
+	// plaintext is set for a directory without a passphrase: private keys
+	// are written as mode-0600 PEM files.
+	plaintext bool
+}
+
+// warnPlaintext says, before anything is written, that private keys will
+// be stored unencrypted.
+func (st *openedStore) warnPlaintext(log *slog.Logger) {
+	if st.plaintext {
+		log.Warn("private keys will be stored unencrypted (mode 0600): give --certs-pass-file FILE or env PAF_CERTS_PASS to encrypt them", "certs", st.where)
+	}
 }
 
 // openCertStore builds the certmagic.Storage the flags name: a directory
@@ -109,7 +120,7 @@ func openCertStore(ctx context.Context, o *certStoreOptions, dataDir string, aut
 		}
 		where += " (keys encrypted)"
 	}
-	return &openedStore{Storage: st, where: where, close: func() {}}, nil
+	return &openedStore{Storage: st, where: where, close: func() {}, plaintext: pass == nil}, nil
 }
 
 // certsUsage is paf certs' help.
@@ -193,6 +204,9 @@ func certsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer st.close()
+	if sub == "add" {
+		st.warnPlaintext(log)
+	}
 
 	switch sub {
 	case "ls":

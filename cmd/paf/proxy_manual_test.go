@@ -54,3 +54,34 @@ func TestProxyManualCertificates(t *testing.T) {
 		t.Error("b.test verified against a.test's certificate")
 	}
 }
+
+// TestCertsAddWarnsWithoutPassphrase: storing a key without a passphrase
+// says it is unencrypted; with one it does not, and the key on disk is not
+// plaintext.
+func TestCertsAddWarnsWithoutPassphrase(t *testing.T) {
+	openssl := testpeer.Need(t, "openssl")
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
+	if out, err := exec.Command(openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+		"-nodes", "-days", "2", "-subj", "/CN=w.test", "-addext", "subjectAltName=DNS:w.test",
+		"-keyout", key, "-out", cert).CombinedOutput(); err != nil {
+		t.Fatalf("openssl: %v\n%s", err, out)
+	}
+	for _, tt := range []struct {
+		env  []string
+		warn bool
+	}{{nil, true}, {[]string{"PAF_CERTS_PASS=secret words"}, false}} {
+		store := filepath.Join(t.TempDir(), "certs")
+		code, _, stderr := runPaf(t, tt.env, "certs", "add", "--cert", cert, "--key", key, "--certs", store)
+		if code != 0 {
+			t.Fatalf("certs add: exit %d: %s", code, stderr)
+		}
+		if got := strings.Contains(stderr, "unencrypted"); got != tt.warn {
+			t.Errorf("env %v: warning %v, want %v: %q", tt.env, got, tt.warn, stderr)
+		}
+		out, _ := exec.Command("grep", "-rl", "PRIVATE KEY", store).Output()
+		if plain := len(strings.TrimSpace(string(out))) > 0; plain != tt.warn {
+			t.Errorf("env %v: plaintext key on disk %v, want %v", tt.env, plain, tt.warn)
+		}
+	}
+}
