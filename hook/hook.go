@@ -14,6 +14,7 @@
 package hook
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -27,9 +28,10 @@ import (
 	"time"
 )
 
-// DefaultMaxBody bounds the request body: forge payloads are a few KiB,
-// and the whole body must be read before its signature can be checked.
-const DefaultMaxBody = 1 << 20
+// DefaultMaxBody bounds the request body: GitHub's cap on webhook
+// payloads. The body is hashed as it streams, never held in memory, and
+// read only after a well-formed signature header.
+const DefaultMaxBody = 25 << 20
 
 // bodyTimeout bounds reading the request body.
 const bodyTimeout = 30 * time.Second
@@ -72,33 +74,51 @@ var (
 // Verify checks the request headers' signature of body against secret. It
 // returns nil, ErrNoSignature or ErrBadSignature.
 func Verify(secret []byte, h http.Header, body []byte) error {
+	return VerifyReader(secret, h, bytes.NewReader(body))
+}
+
+// VerifyReader is Verify for a body read from r, which it reads only when
+// the headers carry a well-formed signature: the body is hashed as it
+// streams, never held in memory. An error reading r is returned as is.
+func VerifyReader(secret []byte, h http.Header, r io.Reader) error {
+	got, err := signature(h)
+	if err != nil {
+		return err
+	}
+	if len(secret) == 0 {
+		return ErrBadSignature
+	}
+	mac := hmac.New(sha256.New, secret)
+	if _, err := io.Copy(mac, r); err != nil {
+		return err
+	}
+	if !hmac.Equal(got, mac.Sum(nil)) {
+		return ErrBadSignature
+	}
+	return nil
+}
+
+// signature decodes the request's signature header.
+func signature(h http.Header) ([]byte, error) {
 	var sig string
 	switch {
 	case h.Get("X-Hub-Signature-256") != "":
 		v := h.Get("X-Hub-Signature-256")
 		hexsig, ok := strings.CutPrefix(v, "sha256=")
 		if !ok {
-			return fmt.Errorf("%w: X-Hub-Signature-256 lacks the sha256= prefix", ErrBadSignature)
+			return nil, fmt.Errorf("%w: X-Hub-Signature-256 lacks the sha256= prefix", ErrBadSignature)
 		}
 		sig = hexsig
 	case h.Get("X-Gitea-Signature") != "":
 		sig = h.Get("X-Gitea-Signature")
 	default:
-		return ErrNoSignature
+		return nil, ErrNoSignature
 	}
 	got, err := hex.DecodeString(strings.TrimSpace(sig))
 	if err != nil {
-		return fmt.Errorf("%w: not hex", ErrBadSignature)
+		return nil, fmt.Errorf("%w: not hex", ErrBadSignature)
 	}
-	if len(secret) == 0 {
-		return ErrBadSignature
-	}
-	mac := hmac.New(sha256.New, secret)
-	mac.Write(body)
-	if !hmac.Equal(got, mac.Sum(nil)) {
-		return ErrBadSignature
-	}
-	return nil
+	return got, nil
 }
 
 // Sign returns the X-Hub-Signature-256 value for body: what a forge sends,
@@ -129,17 +149,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// client may take to send it, not only its size (the server sets no
 	// ReadTimeout, which would cut slow downloads elsewhere).
 	http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyTimeout))
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			http.Error(w, "hook body too large", http.StatusRequestEntityTooLarge)
-			return
-		}
+	err := VerifyReader(h.Secret, r.Header, http.MaxBytesReader(w, r.Body, max))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		http.Error(w, "hook body too large", http.StatusRequestEntityTooLarge)
+		return
+	case err != nil && !errors.Is(err, ErrNoSignature) && !errors.Is(err, ErrBadSignature):
 		http.Error(w, "reading the hook body failed", http.StatusBadRequest)
 		return
-	}
-	if err := Verify(h.Secret, r.Header, body); err != nil {
+	case err != nil:
 		h.log(r, "hook refused", err)
 		if errors.Is(err, ErrNoSignature) {
 			w.Header().Set("WWW-Authenticate", `HMAC realm="paf hook", headers="X-Hub-Signature-256"`)

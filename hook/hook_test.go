@@ -48,7 +48,7 @@ func TestHandler(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var calls atomic.Int32
-			h := &Handler{Secret: secret, Update: func(context.Context) (string, error) {
+			h := &Handler{Secret: secret, MaxBody: 1 << 20, Update: func(context.Context) (string, error) {
 				calls.Add(1)
 				if tt.fail {
 					return "", errors.New("remote unreachable")
@@ -100,5 +100,36 @@ func TestSignVerifyRoundTrip(t *testing.T) {
 	}
 	if err := Verify([]byte("k2"), h, []byte("payload")); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("err = %v, want ErrBadSignature", err)
+	}
+}
+
+// countingReader counts the bytes read from it.
+type countingReader struct{ n int }
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	c.n += len(p)
+	return len(p), nil // endless
+}
+
+// TestUnsignedBodyNotRead: without a signature header the body is never
+// read, so an unauthenticated client cannot make paf read megabytes.
+func TestUnsignedBodyNotRead(t *testing.T) {
+	h := &Handler{Secret: []byte("s"), Update: func(context.Context) (string, error) { t.Fatal("update ran"); return "", nil }}
+	body := &countingReader{}
+	req := httptest.NewRequest("POST", "/.paf/hook", body)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusUnauthorized || body.n != 0 {
+		t.Fatalf("status %d after reading %d bytes; want 401 and nothing read", rec.Code, body.n)
+	}
+	// A signed one is read only up to MaxBody.
+	h.MaxBody = 1 << 20
+	body = &countingReader{}
+	req = httptest.NewRequest("POST", "/.paf/hook", body)
+	req.Header.Set("X-Hub-Signature-256", Sign([]byte("s"), nil))
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusRequestEntityTooLarge || body.n > 2<<20 {
+		t.Fatalf("status %d after reading %d bytes; want 413 within about MaxBody", rec.Code, body.n)
 	}
 }
