@@ -76,6 +76,13 @@ type ACMEConfig struct {
 	// certificate each. Required.
 	Hostnames []string
 
+	// KeepLocksOnClose makes Close leave the storage locks this process
+	// holds in place. CertMagic keeps them per process, not per manager:
+	// where several ACME share a process and a storage (paf proxy runs one
+	// per routed name), stopping one must not release the locks of names
+	// another is ordering. Call ReleaseLocks when the last one stops.
+	KeepLocksOnClose bool
+
 	// CA is the ACME directory URL. Empty means LetsEncryptStaging.
 	CA string
 
@@ -350,10 +357,19 @@ func splitAddr(a net.Addr) (string, int, bool) {
 func (a *ACME) Close() {
 	a.stopOnce.Do(func() {
 		a.cache.Stop()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		certmagic.CleanUpOwnLocks(ctx, zapToSlog(a.log))
+		if !a.cfg.KeepLocksOnClose {
+			ReleaseLocks(a.log)
+		}
 	})
+}
+
+// ReleaseLocks releases the storage locks this process holds, so that
+// another instance sharing the storage need not wait for them to expire.
+// It waits at most 10 seconds.
+func ReleaseLocks(log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	certmagic.CleanUpOwnLocks(ctx, zapToSlog(log))
 }
 
 // GetCertificate implements Getter: the TLS-ALPN-01 challenge certificate

@@ -33,10 +33,10 @@ func WantsACME(r *route.Route) bool {
 // certs.ACME manages a fixed set of names, and one per name lets names come
 // and go independently. They share the storage, hence one ACME account
 // (CertMagic creates it under a storage lock), the certificates and the
-// challenge tokens. Stopping a removed name's manager releases the storage
-// locks this process holds (certs.ACME.Close), so a removal while another
-// name is being ordered can let a second instance sharing the storage order
-// that name too: harmless, one certificate too many.
+// challenge tokens. Their New must set certs.ACMEConfig.KeepLocksOnClose:
+// stopping a removed name's manager then keeps the storage locks of names
+// still being ordered, and Close releases them all once every manager has
+// stopped.
 //
 // ACMEHosts is a certs.Getter; its methods are safe for concurrent use.
 type ACMEHosts struct {
@@ -281,4 +281,5 @@ func (h *ACMEHosts) Close() {
 		ah.a.Close()
 	}
 	h.worker.Wait()
+	certs.ReleaseLocks(h.log())
 }

@@ -190,6 +190,7 @@ func (o *proxyOptions) acmeHosts(ctx context.Context, log *slog.Logger) (*proxy.
 		New: func(ctx context.Context, host string) (*certs.ACME, error) {
 			c := cfg
 			c.Hostnames = []string{host}
+			c.KeepLocksOnClose = true // ACMEHosts.Close releases them
 			return newACME(ctx, c)
 		},
 		Logger: log,
