@@ -14,7 +14,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -310,63 +309,6 @@ func freePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
-}
-
-// startDaemon starts a program in its own process group, stopped (the whole
-// group) when the test ends, and waits until addr accepts connections.
-func startDaemon(t testing.TB, addr string, name string, args ...string) func() {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
-	cmd.Stdout = &stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		})
-	}
-	t.Cleanup(stop)
-	for i := 0; ; i++ {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return stop
-		}
-		select {
-		case <-exited:
-			t.Fatalf("%s exited: %s", name, stderr.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-		if i == 200 {
-			t.Fatalf("%s not accepting on %s: %v\n%s", name, addr, err, stderr.String())
-		}
-	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a process's output and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // wantErr fails unless err is non-nil, matches target (when set) and

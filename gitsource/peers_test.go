@@ -23,7 +23,7 @@ func startGitDaemon(t *testing.T, f *fixture) (stop func(), url string) {
 	t.Helper()
 	daemon := testpeer.Need(t, "git-daemon")
 	port := freePort(t)
-	stop = startDaemon(t, fmt.Sprintf("127.0.0.1:%d", port), daemon,
+	stop = testpeer.StartDaemon(t, fmt.Sprintf("127.0.0.1:%d", port), daemon,
 		"--reuseaddr", "--base-path="+f.base, "--export-all", "--listen=127.0.0.1",
 		"--port="+strconv.Itoa(port), f.base)
 	return stop, fmt.Sprintf("git://127.0.0.1:%d/remote.git", port)

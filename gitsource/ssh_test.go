@@ -76,7 +76,7 @@ LogLevel ERROR
 	if os.Geteuid() == 0 {
 		os.MkdirAll("/run/sshd", 0o755)
 	}
-	startDaemon(t, fmt.Sprintf("127.0.0.1:%d", p.port), sshd, "-D", "-e", "-f", cfg)
+	testpeer.StartDaemon(t, fmt.Sprintf("127.0.0.1:%d", p.port), sshd, "-D", "-e", "-f", cfg)
 	return p
 }
 

@@ -17,7 +17,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -93,7 +92,7 @@ func (r *remote) serve(t testing.TB) {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	r.stop = startDaemon(t, fmt.Sprintf("127.0.0.1:%d", port), daemon,
+	r.stop = testpeer.StartDaemon(t, fmt.Sprintf("127.0.0.1:%d", port), daemon,
 		"--reuseaddr", "--base-path="+r.base, "--export-all", "--enable=receive-pack",
 		"--listen=127.0.0.1", "--port="+strconv.Itoa(port), r.base)
 	r.url = fmt.Sprintf("git://127.0.0.1:%d/certs.git", port)
@@ -124,62 +123,6 @@ func (r *remote) everything() string {
 	}
 	b.WriteString(r.g.run(r.bare, "cat-file", "--batch-all-objects", "--batch", "--unordered"))
 	return b.String()
-}
-
-// startDaemon starts a program in its own process group, killed (the whole
-// group) when the test ends, and waits until addr accepts connections.
-func startDaemon(t testing.TB, addr string, name string, args ...string) func() {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	var out syncBuffer
-	cmd.Stderr = &out
-	cmd.Stdout = &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		})
-	}
-	t.Cleanup(stop)
-	for i := 0; ; i++ {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return stop
-		}
-		select {
-		case <-exited:
-			t.Fatalf("%s exited: %s", name, out.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-		if i == 200 {
-			t.Fatalf("%s not accepting on %s: %v\n%s", name, addr, err, out.String())
-		}
-	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // testLogger sends a storage's log to the test log, until the test ends.

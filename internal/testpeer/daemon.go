@@ -1,0 +1,70 @@
+package testpeer
+
+import (
+	"bytes"
+	"net"
+	"os/exec"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// StartDaemon starts a peer server (git daemon, sshd, ...) in its own
+// process group, killed as a group when the test ends, and waits until addr
+// accepts connections. It returns a function that stops it earlier, for
+// tests that take the peer down on purpose; calling it twice is harmless.
+func StartDaemon(t testing.TB, addr string, name string, args ...string) (stop func()) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	var out syncBuffer
+	cmd.Stderr = &out
+	cmd.Stdout = &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-exited
+		})
+	}
+	t.Cleanup(stop)
+	for i := 0; ; i++ {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return stop
+		}
+		select {
+		case <-exited:
+			t.Fatalf("%s exited: %s", name, out.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if i == 200 {
+			t.Fatalf("%s not accepting on %s: %v\n%s", name, addr, err, out.String())
+		}
+	}
+}
+
+// syncBuffer collects a process's output for the failure message.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
