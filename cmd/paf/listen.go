@@ -117,6 +117,18 @@ func (l *listenOptions) logger(w io.Writer) (*slog.Logger, error) {
 	return nil, usageErr("--log-format %q: want text or json", l.logFormat)
 }
 
+// logServing logs the start line: what is served (attrs) and the bound
+// listener addresses, which tests and users with port 0 need.
+func logServing(log *slog.Logger, srv *server.Server, attrs ...any) {
+	if a := srv.HTTPAddr(); a != nil {
+		attrs = append(attrs, "http", a.String())
+	}
+	if a := srv.HTTPSAddr(); a != nil {
+		attrs = append(attrs, "https", a.String())
+	}
+	log.Info("serving", attrs...)
+}
+
 // hookOptions are the webhook flags paf serve and paf proxy share.
 type hookOptions struct {
 	path, secret, secretFile string

@@ -331,14 +331,7 @@ func proxyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		srv.Close()
 		return err
 	}
-	attrs := []any{"source", p.Table().Source, "revision", p.Table().Revision, "hosts", strings.Join(p.Table().Hosts(), " ")}
-	if a := srv.HTTPAddr(); a != nil {
-		attrs = append(attrs, "http", a.String())
-	}
-	if a := srv.HTTPSAddr(); a != nil {
-		attrs = append(attrs, "https", a.String())
-	}
-	log.Info("serving", attrs...)
+	logServing(log, srv, "source", p.Table().Source, "revision", p.Table().Revision, "hosts", strings.Join(p.Table().Hosts(), " "))
 	if len(secret) > 0 {
 		log.Info("webhook enabled", "path", o.hook.path)
 	}

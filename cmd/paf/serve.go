@@ -259,14 +259,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%s: %w", o.sourceFlag(), err)
 	}
 	cur := st.Current()
-	attrs := []any{"source", cur.Source(), "revision", cur.Revision(), "urls", strings.Join(srv.URLs(), " ")}
-	if a := srv.HTTPAddr(); a != nil {
-		attrs = append(attrs, "http", a.String())
-	}
-	if a := srv.HTTPSAddr(); a != nil {
-		attrs = append(attrs, "https", a.String())
-	}
-	log.Info("serving", attrs...)
+	logServing(log, srv, "source", cur.Source(), "revision", cur.Revision(), "urls", strings.Join(srv.URLs(), " "))
 	if len(secret) > 0 {
 		log.Info("webhook enabled", "path", o.hook.path)
 	}
