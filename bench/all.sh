@@ -69,20 +69,7 @@ for p in $protos; do case $p in http1 | https1 | h2) ;; *) echo "bench: unknown 
 bench_need go nginx caddy haproxy wrk h2load openssl curl python3 timeout sha256sum
 [ "$pin" = 1 ] && bench_need taskset
 
-if [ "$pin" = 1 ]; then
-	half=$((ncpu / 2))
-	procs=$half
-	server_cpus=0-$((half - 1))
-	load_cpus=$half-$((ncpu - 1))
-	srv=(taskset -c "$server_cpus")
-	load=(taskset -c "$load_cpus")
-	threads=$((ncpu - half))
-else
-	procs=$ncpu
-	srv=() load=()
-	threads=1
-	server_cpus=all load_cpus=all
-fi
+bench_cpus
 h2threads=$((threads < h2conns ? threads : h2conns))
 wthreads=$((threads < conns ? threads : conns))
 hsthreads=$((threads < hsconns ? threads : hsconns))

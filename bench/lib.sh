@@ -20,6 +20,31 @@ bench_posint() {
 	done
 }
 
+# bench_cpus sets, from $pin and $ncpu, where servers and load generators
+# run: with pin=1 (2 CPUs or more) the servers get the first half of the
+# CPUs and wrk/h2load the second, so that each server has its cores to
+# itself and the numbers stop depending on how the scheduler interleaves
+# client and server. Sets procs (server workers), threads (load threads),
+# srv and load (command prefixes), server_cpus and load_cpus.
+bench_cpus() {
+	if [ "$pin" = 1 ]; then
+		local half=$((ncpu / 2))
+		procs=$half
+		server_cpus=0-$((half - 1))
+		load_cpus=$half-$((ncpu - 1))
+		srv=(taskset -c "$server_cpus")
+		load=(taskset -c "$load_cpus")
+		threads=$((ncpu - half))
+	else
+		procs=$ncpu
+		srv=()
+		load=()
+		threads=1
+		server_cpus=all
+		load_cpus=all
+	fi
+}
+
 # free_port prints a TCP port on 127.0.0.1 that was free a moment ago.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

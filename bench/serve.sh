@@ -59,25 +59,7 @@ for p in "${need[@]}"; do
 	command -v "$p" >/dev/null || { echo "bench: $p not found (apt-get install nginx-light wrk nghttp2-client openssl curl util-linux linux-perf)" >&2; exit 1; }
 done
 
-if [ "$pin" = 1 ]; then
-	# On 2 CPUs: servers on CPU 0, wrk/h2load on CPU 1. Each server then has
-	# exactly one core, never shared with the load generator, and the two
-	# servers never run at the same time, so the numbers stop depending on
-	# how the scheduler interleaves client and server.
-	half=$((ncpu / 2))
-	procs=$half
-	server_cpus=0-$((half - 1))
-	load_cpus=$half-$((ncpu - 1))
-	srv=(taskset -c "$server_cpus")
-	load=(taskset -c "$load_cpus")
-	threads=$((ncpu - half))
-else
-	procs=$ncpu
-	srv=()
-	load=()
-	threads=1
-	server_cpus=all load_cpus=all
-fi
+bench_cpus
 # h2load needs at least one connection per thread.
 h2threads=$((threads < h2conns ? threads : h2conns))
 wthreads=$((threads < conns ? threads : conns))
