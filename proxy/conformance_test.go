@@ -73,21 +73,18 @@ func frontServer(t *testing.T, backendURL string, h2c, withTLS bool, cfg server.
 }
 
 // TestConformanceH2spec runs h2spec against the proxy's own HTTP/2 server
-// over TLS and h2c, with every request forwarded to a Go backend; only
-// net/http's known deviations may fail. -short skips it.
+// over TLS and h2c, with every request forwarded to a Go backend: every
+// case must pass. -short skips it.
 func TestConformanceH2spec(t *testing.T) {
 	if testing.Short() {
 		t.Skip("h2spec runs 145 cases with timeouts")
 	}
 	testpeer.Need(t, "h2spec")
 	be := "http://" + backend(t, text("from the backend\n"), false)
-	// h2spec assumes the default SETTINGS_MAX_FRAME_SIZE of 16 KiB.
-	cfg := server.Config{MaxReadFrameSize: 16 << 10}
-	tlsSrv := frontServer(t, be, false, true, cfg)
-	h2cSrv := frontServer(t, be, true, false, cfg)
-	known := testpeer.NetHTTPH2specDeviations()
-	t.Run("tls", func(t *testing.T) { testpeer.H2spec(t, tlsSrv.HTTPSAddr().(*net.TCPAddr).Port, true, known) })
-	t.Run("h2c", func(t *testing.T) { testpeer.H2spec(t, h2cSrv.HTTPAddr().(*net.TCPAddr).Port, false, known) })
+	tlsSrv := frontServer(t, be, false, true, server.Config{})
+	h2cSrv := frontServer(t, be, true, false, server.Config{})
+	t.Run("tls", func(t *testing.T) { testpeer.H2spec(t, tlsSrv.HTTPSAddr().(*net.TCPAddr).Port, true) })
+	t.Run("h2c", func(t *testing.T) { testpeer.H2spec(t, h2cSrv.HTTPAddr().(*net.TCPAddr).Port, false) })
 }
 
 // recordingBackend is a raw TCP HTTP/1.1 backend that keeps every byte it

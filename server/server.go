@@ -32,7 +32,7 @@ const (
 	DefaultIdleTimeout          = 120 * time.Second
 	DefaultMaxHeaderBytes       = 64 << 10
 	DefaultMaxConcurrentStreams = 250
-	DefaultMaxReadFrameSize     = 1 << 20
+	DefaultMaxReadFrameSize     = 16 << 10
 	DefaultGrace                = 10 * time.Second
 	DefaultSendTimeout          = 60 * time.Second
 	DefaultMaxConns             = 10000
@@ -134,7 +134,9 @@ type Config struct {
 	MaxConcurrentStreams uint32
 
 	// MaxReadFrameSize is the largest HTTP/2 frame accepted, between 16 KiB
-	// and 16 MiB. Zero means DefaultMaxReadFrameSize.
+	// and 16 MiB. Zero means DefaultMaxReadFrameSize: 16 KiB, RFC 9113's
+	// initial value, as nginx and HAProxy keep it; larger frames save
+	// little on uploads and cost a buffer of that size per connection.
 	MaxReadFrameSize uint32
 
 	// Grace bounds graceful shutdown: in-flight requests get this long to
@@ -344,7 +346,7 @@ func (s *Server) httpsPort() int {
 // newHTTPServer returns an http.Server with the configured limits.
 func (s *Server) newHTTPServer(ctx context.Context, h http.Handler, protos *http.Protocols) *http.Server {
 	cfg := &s.cfg
-	return &http.Server{
+	hs := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		WriteTimeout:      cfg.WriteTimeout,
@@ -360,6 +362,8 @@ func (s *Server) newHTTPServer(ctx context.Context, h http.Handler, protos *http
 		// cancelling Serve's ctx lets in-flight requests finish.
 		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	s.configureHTTP2(hs)
+	return hs
 }
 
 // Serve serves until ctx is cancelled, then shuts down gracefully: the
