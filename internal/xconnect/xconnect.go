@@ -1,16 +1,19 @@
-// Package xconnect turns on RFC 8441 extended CONNECT in net/http's
-// HTTP/2 server, so that HTTP/2 clients (browsers) can open WebSockets on
-// an h2 connection to paf proxy instead of falling back to HTTP/1.1.
+// Package xconnect turns on RFC 8441 extended CONNECT in the HTTP/2 server
+// paf runs (golang.org/x/net/http2's, see server.configureHTTP2, and
+// net/http's bundled copy alike), so that HTTP/2 clients (browsers) can
+// open WebSockets on an h2 connection to paf proxy instead of falling back
+// to HTTP/1.1.
 //
-// Go 1.26's bundled HTTP/2 server advertises SETTINGS_ENABLE_CONNECT_PROTOCOL
-// only when the GODEBUG environment variable contains http2xconnect=1, and
-// reads it once, with os.Getenv, in net/http's init. A //go:debug directive
+// Both advertise SETTINGS_ENABLE_CONNECT_PROTOCOL only when the GODEBUG
+// environment variable contains http2xconnect=1, and read it once, with
+// os.Getenv, in their package's init. A //go:debug directive
 // does not reach os.Getenv, so this package sets the variable itself in its
-// own init. That init must run before net/http's: the Go specification
+// own init. That init must run before theirs: the Go specification
 // (1.21 and later) initializes, at each step, the first package in
 // import-path order whose imports are all initialized, and this package
 // imports only os and strings (both initialized before net/http, which
-// needs them) while its path, github.com/..., sorts before net/http. So a
+// needs them) while its path, github.com/..., sorts before net/http and
+// golang.org/x/net/http2. So a
 // program only has to import it, blank, from its main package:
 //
 //	import _ "github.com/pafhq/paf/internal/xconnect"
