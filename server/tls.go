@@ -82,32 +82,37 @@ func alpnByName(base *tls.Config, choose func(string) []string) func(*tls.Client
 // clients neither block others nor hold a connection past the timeout;
 // net/http would otherwise bound the handshake by its read timeouts.
 // net/http then sees an already-handshaken *tls.Conn and proceeds with ALPN
-// as usual.
+// as usual, except that a connection that chose HTTP/1.1 (or no protocol)
+// comes wrapped in an h1Conn, which checks its requests before net/http
+// parses them; net/http takes Request.TLS from the wrapper's
+// ConnectionState.
 type handshakeListener struct {
 	inner   net.Listener
 	config  *tls.Config
 	timeout time.Duration
+	lim     h1Limits
 	log     *slog.Logger
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	conns  chan *tls.Conn
-	errc   chan error // the terminal Accept error, sent once
+	conns  chan net.Conn // *tls.Conn, or an h1Conn around one
+	errc   chan error    // the terminal Accept error, sent once
 	wg     sync.WaitGroup
 	once   sync.Once
 }
 
 // newHandshakeListener starts accepting on inner.
-func newHandshakeListener(inner net.Listener, config *tls.Config, timeout time.Duration, log *slog.Logger) *handshakeListener {
+func newHandshakeListener(inner net.Listener, config *tls.Config, timeout time.Duration, lim h1Limits, log *slog.Logger) *handshakeListener {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &handshakeListener{
 		inner:   inner,
 		config:  config,
 		timeout: timeout,
+		lim:     lim,
 		log:     log,
 		ctx:     ctx,
 		cancel:  cancel,
-		conns:   make(chan *tls.Conn),
+		conns:   make(chan net.Conn),
 		errc:    make(chan error, 1),
 	}
 	l.wg.Add(1)
@@ -163,8 +168,12 @@ func (l *handshakeListener) handshake(c net.Conn) {
 		return
 	}
 	c.SetDeadline(time.Time{})
+	var conn net.Conn = tc
+	if p := tc.ConnectionState().NegotiatedProtocol; p == "" || p == "http/1.1" {
+		conn = newH1Conn(tc, l.lim)
+	}
 	select {
-	case l.conns <- tc:
+	case l.conns <- conn:
 	case <-l.ctx.Done():
 		tc.Close()
 	}
