@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -944,7 +945,10 @@ func h1ConnContext(ctx context.Context, c net.Conn) context.Context {
 // rejectMalformed answers the stand-in request of a rejected head with the
 // rejection's status and reason, and Connection: close; every other
 // request, including one that merely carries a Paf-Reject header, goes to h.
-func rejectMalformed(h http.Handler) http.Handler {
+// It wraps the access log rather than the reverse: the stand-in is not the
+// client's request, so it is logged as what it stands for, a rejection
+// with its reason, not as "GET /" for paf.invalid.
+func rejectMalformed(h http.Handler, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if tok := r.Header[h1RejectHeader]; len(tok) == 1 {
 			if c, ok := r.Context().Value(h1ConnKey{}).(*h1Conn); ok {
@@ -955,6 +959,10 @@ func rejectMalformed(h http.Handler) http.Handler {
 					hd.Set("X-Content-Type-Options", "nosniff")
 					w.WriteHeader(rej.status)
 					io.WriteString(w, http.StatusText(rej.status)+": "+rej.reason+"\n")
+					log.LogAttrs(r.Context(), slog.LevelInfo, "request rejected",
+						slog.String("remote", r.RemoteAddr),
+						slog.Int("status", rej.status),
+						slog.String("reason", rej.reason))
 					return
 				}
 			}

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -269,7 +270,7 @@ func TestRejectMalformed(t *testing.T) {
 				req.Header.Set("Paf-Reject", tt.header)
 			}
 			rec := httptest.NewRecorder()
-			rejectMalformed(next).ServeHTTP(rec, req)
+			rejectMalformed(next, slog.New(slog.DiscardHandler)).ServeHTTP(rec, req)
 			if rec.Code != tt.status || rec.Body.String() != tt.body {
 				t.Errorf("got %d %q, want %d %q", rec.Code, rec.Body.String(), tt.status, tt.body)
 			}
@@ -288,7 +289,7 @@ func TestH1ConnPipelinedServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := &http.Server{Handler: rejectMalformed(echoHandler), ConnContext: h1ConnContext}
+	hs := &http.Server{Handler: rejectMalformed(echoHandler, slog.New(slog.DiscardHandler)), ConnContext: h1ConnContext}
 	go hs.Serve(&h1Listener{Listener: ln, lim: h1Limits{}})
 	t.Cleanup(func() { hs.Close() })
 	const host = "Host: localhost\r\n"
@@ -413,5 +414,34 @@ func BenchmarkH1ConnHead(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestRejectionLogged checks that a rejected head is logged as a
+// rejection with its reason, and not as an access line for the stand-in.
+func TestRejectionLogged(t *testing.T) {
+	r := start(t, Config{}, true, false)
+	c, err := net.Dial("tcp", r.srv.HTTPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	statuses, _, raw := exchange(t, c, "GET / HTTP/1.1\r\nHost: localhost\r\nX-A: a\r\n b\r\n\r\n")
+	if len(statuses) != 1 || statuses[0] != http.StatusBadRequest {
+		t.Fatalf("statuses %v, want [400]; read %q", statuses, raw)
+	}
+	var rejected, access int
+	for _, rec := range r.log.records(t) {
+		switch rec["msg"] {
+		case "request rejected":
+			rejected++
+			if rec["status"] != float64(400) || !strings.Contains(rec["reason"].(string), "folding") {
+				t.Errorf("rejection record %v, want status 400 and the reason", rec)
+			}
+		case "request":
+			access++
+		}
+	}
+	if rejected != 1 || access != 0 {
+		t.Fatalf("%d rejection and %d access records, want 1 and 0:\n%s", rejected, access, r.log.String())
 	}
 }

@@ -405,7 +405,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		protos.SetHTTP1(true)
 		protos.SetHTTP2(true)
 		hsl = newHandshakeListener(s.httpsLn, s.tlsConfig(), s.cfg.TLSHandshakeTimeout, s.h1Limits(), s.cfg.Logger)
-		servers = append(servers, running{s.newHTTPServer(ctx, accessLog(rejectMalformed(guard(h, s.cfg.SendTimeout)), s.cfg.Logger), protos), hsl, "--https"})
+		servers = append(servers, running{s.newHTTPServer(ctx, rejectMalformed(accessLog(guard(h, s.cfg.SendTimeout), s.cfg.Logger), s.cfg.Logger), protos), hsl, "--https"})
 	}
 	if s.httpLn != nil {
 		h := s.cfg.Handler
@@ -416,7 +416,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		protos.SetHTTP1(true)
 		protos.SetUnencryptedHTTP2(s.cfg.H2C)
 		ln := &h1Listener{Listener: s.httpLn, lim: s.h1Limits()}
-		servers = append(servers, running{s.newHTTPServer(ctx, accessLog(rejectMalformed(guard(h, s.cfg.SendTimeout)), s.cfg.Logger), protos), ln, "--http"})
+		servers = append(servers, running{s.newHTTPServer(ctx, rejectMalformed(accessLog(guard(h, s.cfg.SendTimeout), s.cfg.Logger), s.cfg.Logger), protos), ln, "--http"})
 	}
 
 	errc := make(chan error, len(servers))
