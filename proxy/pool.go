@@ -173,7 +173,54 @@ func (pl *pool) rewrite(pr *httputil.ProxyRequest) {
 
 func (pl *pool) modifyResponse(resp *http.Response) error {
 	setHeaders(resp.Header, pl.route.ResponseHeaders)
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// httputil.ReverseProxy copies an HTTP/1.1 upgrade (WebSocket)
+		// between the hijacked client connection and this body, with no
+		// deadline: the route's idle timeout bounds it, as it bounds
+		// WebSockets over HTTP/2 (serveExtendedConnect).
+		if rwc, ok := resp.Body.(io.ReadWriteCloser); ok {
+			resp.Body = newIdleTunnel(rwc, pl.route.Timeouts.Idle)
+		}
+	}
 	return nil
+}
+
+// idleTunnel is the backend side of an upgraded HTTP/1.1 connection: it
+// sees both directions (writes carry the client's bytes, reads the
+// backend's), so it counts both as activity and closes the backend
+// connection after the idle timeout without any. ReverseProxy then ends
+// the client side too.
+type idleTunnel struct {
+	io.ReadWriteCloser
+	idle *idleTimer // nil: no timeout
+}
+
+func newIdleTunnel(rwc io.ReadWriteCloser, d time.Duration) *idleTunnel {
+	t := &idleTunnel{ReadWriteCloser: rwc}
+	t.idle = tunnelIdle(d, func() { rwc.Close() })
+	return t
+}
+
+func (t *idleTunnel) Read(p []byte) (int, error) {
+	n, err := t.ReadWriteCloser.Read(p)
+	if n > 0 {
+		touchIdle(t.idle)
+	}
+	return n, err
+}
+
+func (t *idleTunnel) Write(p []byte) (int, error) {
+	n, err := t.ReadWriteCloser.Write(p)
+	if n > 0 {
+		touchIdle(t.idle)
+	}
+	return n, err
+}
+
+// Close stops the timer and closes the backend connection.
+func (t *idleTunnel) Close() error {
+	stopIdle(t.idle)
+	return t.ReadWriteCloser.Close()
 }
 
 // setHeaders applies a route's extra headers; an empty value removes.

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -748,4 +749,48 @@ func mustCert(t *testing.T, g certs.Getter) *tls.Certificate {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestWebSocketIdle checks that an HTTP/1.1 WebSocket through the proxy
+// lives as long as either side talks, and is closed after the route's
+// idle timeout of silence from both.
+func TestWebSocketIdle(t *testing.T) {
+	be := backend(t, websocket.Handler(func(ws *websocket.Conn) { io.Copy(ws, ws) }), false)
+	p := newProxy(t, Config{})
+	apply(t, p, map[string]string{
+		"ws.test": fmt.Sprintf("backends = [%q]\n[timeouts]\nidle = \"300ms\"\n", "http://"+be),
+	})
+	cfg, err := websocket.NewConfig("ws://ws.test/echo", "http://ws.test/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", front(t, p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second)) // bounds the test, far beyond the idle timeout
+	ws, err := websocket.NewClient(cfg, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Traffic for three times the idle timeout keeps it open.
+	for i := range 20 {
+		msg := fmt.Sprint("ping ", i)
+		if err := websocket.Message.Send(ws, msg); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		var got string
+		if err := websocket.Message.Receive(ws, &got); err != nil || got != msg {
+			t.Fatalf("message %d: %q, %v", i, got, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Silence: the proxy closes it.
+	var got string
+	err = websocket.Message.Receive(ws, &got)
+	var ne net.Error
+	if err == nil || (errors.As(err, &ne) && ne.Timeout()) {
+		t.Fatalf("idle WebSocket: %q, %v; want it closed by the proxy", got, err)
+	}
 }
