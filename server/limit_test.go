@@ -148,21 +148,3 @@ func TestLimitConns(t *testing.T) {
 		resp.Body.Close()
 	}
 }
-
-// TestLimitNegativeIsUnlimited checks MaxConns < 0 adds no wrapper.
-func TestLimitNegativeIsUnlimited(t *testing.T) {
-	s, err := New(Config{HTTPAddr: "127.0.0.1:0", Handler: http.NotFoundHandler(), MaxConns: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.limit != nil {
-		t.Fatalf("limit %d with MaxConns -1", s.limit.max)
-	}
-	d, err := New(Config{HTTPAddr: "127.0.0.1:0", Handler: http.NotFoundHandler()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d.limit == nil || d.limit.max != DefaultMaxConns {
-		t.Fatalf("zero MaxConns: limit %+v, want %d", d.limit, DefaultMaxConns)
-	}
-}

@@ -121,8 +121,10 @@ type Config struct {
 	// or read, and a closed connection frees its place. It bounds file
 	// descriptors and memory under a connection flood; the default leaves
 	// room below the usual descriptor limits for sites, Git and backends.
-	// Passthrough connections a proxy splices inside its listener are
-	// not counted. Zero means DefaultMaxConns; negative means no limit.
+	// It is stack.Limit on Stack; a proxy splicing connections inside its
+	// listener (TLS passthrough) limits its stack itself, before the
+	// splice, and sets this negative. Zero means DefaultMaxConns; negative
+	// means no limit.
 	MaxConns int
 
 	// MaxHeaderBytes limits the size of request headers; larger requests
@@ -215,8 +217,6 @@ func (cfg Config) validate() error {
 type Server struct {
 	cfg Config
 
-	limit *connLimit // nil: no connection limit
-
 	mu      sync.Mutex
 	httpLn  net.Listener // raw TCP
 	httpsLn net.Listener // raw TCP, TLS is layered in Serve
@@ -230,11 +230,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	cfg.NextProtos = nextProtos(cfg.NextProtos)
-	s := &Server{cfg: cfg}
-	if cfg.MaxConns > 0 {
-		s.limit = &connLimit{max: int64(cfg.MaxConns)}
-	}
-	return s, nil
+	// One budget for both listeners.
+	cfg.Stack = stack.Limit(cfg.Stack, cfg.MaxConns)
+	return &Server{cfg: cfg}, nil
 }
 
 // Listen binds the configured addresses now, so that an address in use or a
@@ -276,7 +274,7 @@ func (s *Server) listen(ctx context.Context, flag, addr string) (net.Listener, e
 		}
 		return nil, fmt.Errorf("listen %s %s: %w", flag, addr, err)
 	}
-	return limitConns(ln, s.limit), nil
+	return ln, nil
 }
 
 // HTTPAddr returns the bound address of the HTTP listener, nil before

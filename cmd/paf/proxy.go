@@ -19,6 +19,7 @@ import (
 	"github.com/pafhq/paf/proxy"
 	"github.com/pafhq/paf/route"
 	"github.com/pafhq/paf/server"
+	"github.com/pafhq/paf/stack"
 )
 
 // proxyOptions are paf proxy's flags.
@@ -296,7 +297,15 @@ func proxyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		ProxyProtocolFrom:  ppFrom,
 		ProxyHeaderTimeout: o.listen.readHeaderTimeout,
 	}
-	cfg.Stack = p.WrapStack(host, httpsAddr, lcfg)
+	// The connection limit goes under the passthrough listener, so that
+	// connections it peeks at or splices count too; the server then has
+	// none of its own.
+	maxConns := cfg.MaxConns
+	if maxConns == 0 {
+		maxConns = server.DefaultMaxConns
+	}
+	cfg.Stack = p.WrapStack(stack.Limit(host, maxConns), httpsAddr, lcfg)
+	cfg.MaxConns = -1
 	cfg.NextProtosForName = p.NextProtos
 	cfg.Handler = handler
 	if httpsAddr != "" {

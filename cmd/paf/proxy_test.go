@@ -429,3 +429,60 @@ func TestProxyALPNAndProxyProtocol(t *testing.T) {
 		})
 	}
 }
+
+// TestProxyMaxConnsCountsPassthrough: --max-conns counts the connections
+// the proxy splices to a passthrough backend, so that a flood of them is
+// refused like any other, and a closed one frees its place.
+func TestProxyMaxConnsCountsPassthrough(t *testing.T) {
+	dir := t.TempDir()
+	root := filepath.Join(dir, "www")
+	os.MkdirAll(root, 0o755)
+	os.WriteFile(filepath.Join(root, "index.html"), []byte("spliced\n"), 0o644)
+	beData := filepath.Join(dir, "be-data")
+	be := startPaf(t, nil, "serve", "--root", root, "--http", "off", "--https", "127.0.0.1:0", "--hostname", "pt.test",
+		"--data-dir", beData, "--poll", "0")
+	routes := filepath.Join(dir, "routes")
+	if code, out, errOut := runPaf(t, nil, "route", "add", "pt.test", "--passthrough", "--backend", "tcp://"+be.addr("https"), "--routes", routes); code != 0 {
+		t.Fatalf("route add: %d %s %s", code, out, errOut)
+	}
+	px := startPaf(t, nil, "proxy", "--routes", routes, "--http", "off", "--https", "127.0.0.1:0",
+		"--data-dir", filepath.Join(dir, "px-data"), "--poll", "0", "--max-conns", "2")
+	caPEM, err := os.ReadFile(filepath.Join(beData, "ca", "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	dial := func() (*tls.Conn, error) {
+		d := &net.Dialer{Timeout: 5 * time.Second}
+		c, err := tls.DialWithDialer(d, "tcp", px.addr("https"), &tls.Config{ServerName: "pt.test", RootCAs: pool})
+		if err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+		return c, err
+	}
+	held := make([]*tls.Conn, 2)
+	for i := range held {
+		if held[i], err = dial(); err != nil {
+			t.Fatalf("passthrough connection %d of 2: %v", i+1, err)
+		}
+	}
+	if _, err := dial(); err == nil {
+		t.Fatal("a third connection was spliced with --max-conns 2 and two open")
+	}
+	// A closed passthrough connection gives its place back once the
+	// proxy sees the close.
+	held[0].Close()
+	var ok bool
+	for range 50 {
+		if c, err := dial(); err == nil {
+			c.Close()
+			ok = true
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !ok {
+		t.Fatal("no connection accepted after one of the two closed")
+	}
+}

@@ -1,15 +1,46 @@
-package server
+package stack
 
 import (
+	"context"
 	"io"
 	"net"
 	"sync"
 	"sync/atomic"
 )
 
-// connLimit counts the client connections open on a Server's listeners,
-// against one budget shared by both: the limit protects the process's file
-// descriptors and memory, which both listeners draw on.
+// Limit returns st with a budget of max client connections open at once,
+// shared by every listener it makes: beyond it, new connections are
+// accepted and closed at once, before any goroutine, handshake or read is
+// spent on them, and a closed connection gives its place back. It bounds
+// file descriptors and memory under a connection flood. Wrapping the stack
+// rather than a server's listeners puts the count before anything a
+// listener layered on top does with a connection (a proxy peeking at the
+// TLS ClientHello, then splicing it elsewhere), so those connections count
+// too. Dials are not counted. A max of zero or less returns st.
+func Limit(st Stack, max int) Stack {
+	if max <= 0 {
+		return st
+	}
+	return &limitStack{Stack: st, limit: &connLimit{max: int64(max)}}
+}
+
+type limitStack struct {
+	Stack
+	limit *connLimit
+}
+
+// Listen listens on the inner stack and counts what it accepts.
+func (s *limitStack) Listen(ctx context.Context, network, address string) (net.Listener, error) {
+	ln, err := s.Stack.Listen(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	return &limitListener{Listener: ln, limit: s.limit}, nil
+}
+
+// connLimit counts the connections open on a limitStack's listeners,
+// against one budget shared by all: the limit protects the process's file
+// descriptors and memory, which every listener draws on.
 type connLimit struct {
 	max  int64
 	open atomic.Int64
@@ -24,14 +55,6 @@ type connLimit struct {
 type limitListener struct {
 	net.Listener
 	limit *connLimit
-}
-
-// limitConns wraps ln with limit; a nil limit (no limit) returns ln.
-func limitConns(ln net.Listener, limit *connLimit) net.Listener {
-	if limit == nil || ln == nil {
-		return ln
-	}
-	return &limitListener{Listener: ln, limit: limit}
 }
 
 // Accept returns the next connection within the limit, closing those
@@ -94,3 +117,6 @@ func (c *limitConn) CloseWrite() error {
 
 // readerOnly hides a reader's WriteTo so io.Copy does not recurse.
 type readerOnly struct{ io.Reader }
+
+// writerOnly hides a writer's ReadFrom so io.Copy does not recurse.
+type writerOnly struct{ io.Writer }
