@@ -28,6 +28,9 @@ var writerPool = sync.Pool{New: func() any { return new(loggingWriter) }}
 
 // ServeHTTP implements http.Handler.
 func (a *accessLogger) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 1 && answerRejection(w, r, a.log) {
+		return
+	}
 	ctx := r.Context()
 	if !a.log.Enabled(ctx, slog.LevelInfo) {
 		a.next.ServeHTTP(w, r)

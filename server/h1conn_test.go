@@ -270,7 +270,7 @@ func TestRejectMalformed(t *testing.T) {
 				req.Header.Set("Paf-Reject", tt.header)
 			}
 			rec := httptest.NewRecorder()
-			rejectMalformed(next, slog.New(slog.DiscardHandler)).ServeHTTP(rec, req)
+			accessLog(next, slog.New(slog.DiscardHandler)).ServeHTTP(rec, req)
 			if rec.Code != tt.status || rec.Body.String() != tt.body {
 				t.Errorf("got %d %q, want %d %q", rec.Code, rec.Body.String(), tt.status, tt.body)
 			}
@@ -289,7 +289,7 @@ func TestH1ConnPipelinedServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := &http.Server{Handler: rejectMalformed(echoHandler, slog.New(slog.DiscardHandler)), ConnContext: h1ConnContext}
+	hs := &http.Server{Handler: accessLog(echoHandler, slog.New(slog.DiscardHandler)), ConnContext: h1ConnContext}
 	go hs.Serve(&h1Listener{Listener: ln, lim: h1Limits{}})
 	t.Cleanup(func() { hs.Close() })
 	const host = "Host: localhost\r\n"

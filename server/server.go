@@ -359,7 +359,7 @@ func (s *Server) newHTTPServer(ctx context.Context, h http.Handler, protos *http
 		// Requests keep ctx's values but not its cancellation, so that
 		// cancelling Serve's ctx lets in-flight requests finish.
 		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-		// HTTP/1 connections come wrapped in an h1Conn; rejectMalformed
+		// HTTP/1 connections come wrapped in an h1Conn; answerRejection
 		// finds it here.
 		ConnContext: h1ConnContext,
 	}
@@ -403,7 +403,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		protos.SetHTTP1(true)
 		protos.SetHTTP2(true)
 		hsl = newHandshakeListener(s.httpsLn, s.tlsConfig(), s.cfg.TLSHandshakeTimeout, s.h1Limits(), s.cfg.Logger)
-		servers = append(servers, running{s.newHTTPServer(ctx, rejectMalformed(accessLog(guard(h, s.cfg.SendTimeout), s.cfg.Logger), s.cfg.Logger), protos), hsl, "--https"})
+		servers = append(servers, running{s.newHTTPServer(ctx, accessLog(guard(h, s.cfg.SendTimeout), s.cfg.Logger), protos), hsl, "--https"})
 	}
 	if s.httpLn != nil {
 		h := s.cfg.Handler
@@ -414,7 +414,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		protos.SetHTTP1(true)
 		protos.SetUnencryptedHTTP2(s.cfg.H2C)
 		ln := &h1Listener{Listener: s.httpLn, lim: s.h1Limits()}
-		servers = append(servers, running{s.newHTTPServer(ctx, rejectMalformed(accessLog(guard(h, s.cfg.SendTimeout), s.cfg.Logger), s.cfg.Logger), protos), ln, "--http"})
+		servers = append(servers, running{s.newHTTPServer(ctx, accessLog(guard(h, s.cfg.SendTimeout), s.cfg.Logger), protos), ln, "--http"})
 	}
 
 	errc := make(chan error, len(servers))
