@@ -51,7 +51,9 @@ type Config struct {
 	Auth Auth
 	// DataDir holds the bare clone (DataDir/git/<digest of URL#branch>),
 	// the record of the served commit beside it (<digest>.json) and the
-	// large-blob cache (DataDir/blobs). It is created if missing.
+	// large-blob cache (DataDir/blobs/<digest>), which keeps the blobs of
+	// the versions served last and before (Served collects the rest). It
+	// is created if missing.
 	// Required. Several Sources may share it; one process at a time may
 	// use it.
 	DataDir string
@@ -78,7 +80,8 @@ type Source struct {
 	gitDir    string // DataDir/git
 	repoDir   string // DataDir/git/<digest>
 	stateFile string // DataDir/git/<digest>.json
-	blobDir   string // DataDir/blobs
+	blobDir   string // DataDir/blobs/<digest>, this Source's own
+	refs      blobRefs
 
 	// sem serializes Fetch and Cached; a channel rather than a mutex so
 	// that waiting for it honours the caller's context.
@@ -122,8 +125,14 @@ func New(cfg Config) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--data-dir %s: %w", cfg.DataDir, err)
 	}
+	// One clone and one blob cache per URL and branch: Sources never
+	// share a repository, so each one's lock covers all writes to its
+	// clone, and each collects its own blob cache.
+	digest := hexDigest(r.URL + "#" + r.Branch)
 	gitDir := filepath.Join(dataDir, "git")
-	blobDir := filepath.Join(dataDir, "blobs")
+	blobRoot := filepath.Join(dataDir, "blobs")
+	blobDir := filepath.Join(blobRoot, digest)
+	removeLegacyBlobs(blobRoot)
 	for _, d := range []string{gitDir, blobDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("--data-dir %s: %w", cfg.DataDir, err)
@@ -145,9 +154,6 @@ func New(cfg Config) (*Source, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = fetchTimeout
 	}
-	// One clone per URL and branch: Sources never share a repository, so
-	// each one's lock covers all writes to its clone.
-	digest := hexDigest(r.URL + "#" + r.Branch)
 	return &Source{
 		remote:    r,
 		auth:      auth,
@@ -275,6 +281,17 @@ func (s *Source) Cached(ctx context.Context) (*site.Tree, error) {
 // network and does not wait for a fetch in progress. A revision this
 // Source did not fetch is an error and changes nothing.
 func (s *Source) Served(ctx context.Context, revision string) error {
+	if err := s.recordServed(ctx, revision); err != nil {
+		return err
+	}
+	// The blobs of versions no longer served go (those of the version
+	// served before stay: its snapshot may still answer requests).
+	s.collectBlobs(s.refs.servedNow(revision))
+	return nil
+}
+
+// recordServed is Served's record in the state file.
+func (s *Source) recordServed(ctx context.Context, revision string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("gitsource: served %s %s: %w", s.remote, revision, err)
 	}

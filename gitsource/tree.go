@@ -54,6 +54,7 @@ func (s *Source) buildTree(ctx context.Context, repo *git.Repository, hash plumb
 	}
 	w := object.NewTreeWalker(root, true, nil)
 	defer w.Close()
+	cached := make(map[plumbing.Hash]struct{})
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -103,11 +104,13 @@ func (s *Source) buildTree(ctx context.Context, repo *git.Repository, hash plumb
 				return nil, fmt.Errorf("%s: %w", name, err)
 			}
 			ent.Open = bs.openFile(e.Hash, size, path)
+			cached[e.Hash] = struct{}{}
 		} else {
 			ent.Open = bs.openMem(e.Hash, size)
 		}
 		t.Entries = append(t.Entries, ent)
 	}
+	s.refs.record(t.Revision, cached)
 	return t, nil
 }
 
