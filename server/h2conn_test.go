@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -99,7 +98,7 @@ func (h *h2Client) await(t *testing.T, stream uint32) h2Reply {
 }
 
 // dialH2C opens a plain connection speaking HTTP/2 with prior knowledge,
-// with the same set-up as dialH2.
+// set up as dialH2's.
 func dialH2C(t *testing.T, r *running) *h2Conn {
 	t.Helper()
 	c, err := net.Dial("tcp", r.srv.HTTPAddr().String())
@@ -107,16 +106,7 @@ func dialH2C(t *testing.T, r *running) *h2Conn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	h := &h2Conn{fr: http2.NewFramer(c, c)}
-	h.enc = hpack.NewEncoder(&h.buf)
-	c.SetDeadline(time.Now().Add(hostileDeadline))
-	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.fr.WriteSettings(); err != nil {
-		t.Fatal(err)
-	}
-	return h
+	return startH2(t, c)
 }
 
 // TestH2ConnectionSpecificFields checks RFC 9113 §8.2.2 over TLS and h2c:

@@ -305,7 +305,16 @@ func dialH2(t *testing.T, r *running) *h2Conn {
 	if p := c.ConnectionState().NegotiatedProtocol; p != "h2" {
 		t.Fatalf("ALPN %q, want h2", p)
 	}
-	h := &h2Conn{c: c, fr: http2.NewFramer(c, c)}
+	h := startH2(t, c)
+	h.c = c
+	return h
+}
+
+// startH2 sends the client preface, empty SETTINGS and a wide connection
+// window on c, under hostileDeadline.
+func startH2(t *testing.T, c net.Conn) *h2Conn {
+	t.Helper()
+	h := &h2Conn{fr: http2.NewFramer(c, c)}
 	h.enc = hpack.NewEncoder(&h.buf)
 	c.SetDeadline(time.Now().Add(hostileDeadline))
 	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {

@@ -241,22 +241,31 @@ func TestProxyRoutesEndToEnd(t *testing.T) {
 	}
 }
 
+// passthroughBackend runs a `paf serve` over HTTPS for pt.test, with its
+// own local CA in beData, serving page, and a routes directory in dir
+// holding a passthrough route for pt.test to it.
+func passthroughBackend(t *testing.T, page string) (dir, beData, routes string) {
+	t.Helper()
+	dir = t.TempDir()
+	root := filepath.Join(dir, "www")
+	os.MkdirAll(root, 0o755)
+	os.WriteFile(filepath.Join(root, "index.html"), []byte(page), 0o644)
+	beData = filepath.Join(dir, "be-data")
+	be := startPaf(t, nil, "serve", "--root", root, "--http", "off", "--https", "127.0.0.1:0", "--hostname", "pt.test",
+		"--data-dir", beData, "--poll", "0")
+	routes = filepath.Join(dir, "routes")
+	if code, out, errOut := runPaf(t, nil, "route", "add", "pt.test", "--passthrough", "--backend", "tcp://"+be.addr("https"), "--routes", routes); code != 0 {
+		t.Fatalf("route add: %d %s %s", code, out, errOut)
+	}
+	return dir, beData, routes
+}
+
 // TestProxyPassthroughEndToEnd: a passthrough route sends the TLS
 // connection to a `paf serve` that terminates it with its own CA's
 // certificate, which curl then sees and verifies.
 func TestProxyPassthroughEndToEnd(t *testing.T) {
 	curl := testpeer.Need(t, "curl")
-	dir := t.TempDir()
-	root := filepath.Join(dir, "www")
-	os.MkdirAll(root, 0o755)
-	os.WriteFile(filepath.Join(root, "index.html"), []byte("end to end TLS\n"), 0o644)
-	beData := filepath.Join(dir, "be-data")
-	be := startPaf(t, nil, "serve", "--root", root, "--http", "off", "--https", "127.0.0.1:0", "--hostname", "pt.test",
-		"--data-dir", beData, "--poll", "0")
-	routes := filepath.Join(dir, "routes")
-	if code, out, errOut := runPaf(t, nil, "route", "add", "pt.test", "--passthrough", "--backend", "tcp://"+be.addr("https"), "--routes", routes); code != 0 {
-		t.Fatalf("route add: %d %s %s", code, out, errOut)
-	}
+	dir, beData, routes := passthroughBackend(t, "end to end TLS\n")
 	pxData := filepath.Join(dir, "px-data")
 	px := startPaf(t, nil, "proxy", "--routes", routes, "--http", "off", "--https", "127.0.0.1:0", "--data-dir", pxData, "--poll", "0")
 	httpsAddr := px.addr("https")
@@ -434,17 +443,7 @@ func TestProxyALPNAndProxyProtocol(t *testing.T) {
 // the proxy splices to a passthrough backend, so that a flood of them is
 // refused like any other, and a closed one frees its place.
 func TestProxyMaxConnsCountsPassthrough(t *testing.T) {
-	dir := t.TempDir()
-	root := filepath.Join(dir, "www")
-	os.MkdirAll(root, 0o755)
-	os.WriteFile(filepath.Join(root, "index.html"), []byte("spliced\n"), 0o644)
-	beData := filepath.Join(dir, "be-data")
-	be := startPaf(t, nil, "serve", "--root", root, "--http", "off", "--https", "127.0.0.1:0", "--hostname", "pt.test",
-		"--data-dir", beData, "--poll", "0")
-	routes := filepath.Join(dir, "routes")
-	if code, out, errOut := runPaf(t, nil, "route", "add", "pt.test", "--passthrough", "--backend", "tcp://"+be.addr("https"), "--routes", routes); code != 0 {
-		t.Fatalf("route add: %d %s %s", code, out, errOut)
-	}
+	dir, beData, routes := passthroughBackend(t, "spliced\n")
 	px := startPaf(t, nil, "proxy", "--routes", routes, "--http", "off", "--https", "127.0.0.1:0",
 		"--data-dir", filepath.Join(dir, "px-data"), "--poll", "0", "--max-conns", "2")
 	caPEM, err := os.ReadFile(filepath.Join(beData, "ca", "ca.pem"))
