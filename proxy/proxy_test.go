@@ -479,6 +479,23 @@ func TestWebSocket(t *testing.T) {
 	if _, err := dial("nows.test"); err == nil || !strings.Contains(err.Error(), "bad status") {
 		t.Fatalf("websocket=false: %v", err)
 	}
+	// The 101 keeps the connection: the server's Connection: close for
+	// upgrade requests it does not take over is withdrawn on hijack.
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	io.WriteString(conn, "GET /echo HTTP/1.1\r\nHost: ws.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: http://ws.test/\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols || strings.Contains(strings.ToLower(strings.Join(resp.Header["Connection"], ",")), "close") {
+		t.Fatalf("raw upgrade: %d, Connection %q; want 101 without close", resp.StatusCode, resp.Header["Connection"])
+	}
 }
 
 func TestServerSentEventsStream(t *testing.T) {

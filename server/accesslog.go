@@ -28,8 +28,11 @@ var writerPool = sync.Pool{New: func() any { return new(loggingWriter) }}
 
 // ServeHTTP implements http.Handler.
 func (a *accessLogger) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.ProtoMajor == 1 && answerRejection(w, r, a.log) {
-		return
+	if r.ProtoMajor == 1 {
+		if answerRejection(w, r, a.log) {
+			return
+		}
+		w = closeUnlessHijacked(w, r)
 	}
 	ctx := r.Context()
 	if !a.log.Enabled(ctx, slog.LevelInfo) {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -142,6 +143,11 @@ type h1Conn struct {
 	standIn   []byte // h1StandIn: what is left to return of the stand-in head
 	rejected  atomic.Pointer[h1Rejection]
 	lingering atomic.Bool // Close drains before closing
+	// upgraded is set when a CONNECT or Upgrade head put the connection
+	// in passthrough: unless the handler hijacks it, closeUnlessHijacked
+	// then closes it after the response, so that a refused upgrade cannot
+	// turn the checks off for the requests after it.
+	upgraded atomic.Bool
 }
 
 // h1State is what h1Conn expects next from the connection.
@@ -678,6 +684,7 @@ func (c *h1Conn) endHead(n int) bool {
 	case hs.doomed:
 		c.state = h1Done
 	case hs.connect || hs.upgrade && hs.connUp:
+		c.upgraded.Store(true)
 		c.state = h1Pass
 	case te:
 		c.state = h1Chunked
@@ -977,6 +984,40 @@ func answerRejection(w http.ResponseWriter, r *http.Request, log *slog.Logger) b
 		slog.String("reason", rej.reason))
 	return true
 }
+
+// closeUnlessHijacked returns the ResponseWriter for r: w itself, unless
+// r is the CONNECT or Upgrade request that put its connection in
+// passthrough. Then the response asks for the connection to be closed
+// (Connection: close), unless the handler hijacks the connection to switch
+// protocols: the bytes after such a request are never checked, so they
+// must be either the new protocol or nothing.
+func closeUnlessHijacked(w http.ResponseWriter, r *http.Request) http.ResponseWriter {
+	if r.Method != http.MethodConnect && len(r.Header["Upgrade"]) == 0 {
+		return w
+	}
+	c, ok := r.Context().Value(h1ConnKey{}).(*h1Conn)
+	if !ok || !c.upgraded.Load() {
+		return w
+	}
+	w.Header().Set("Connection", "close")
+	return &upgradeWriter{w}
+}
+
+// upgradeWriter is the ResponseWriter of an upgrade request: hijacking
+// withdraws the Connection: close closeUnlessHijacked set, since the
+// handler then writes its own response (a 101) on the connection.
+type upgradeWriter struct{ http.ResponseWriter }
+
+// Hijack takes the connection over.
+func (w *upgradeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if v := w.Header()["Connection"]; len(v) == 1 && v[0] == "close" {
+		w.Header().Del("Connection")
+	}
+	return http.NewResponseController(w.ResponseWriter).Hijack()
+}
+
+// Unwrap returns the underlying writer, for http.ResponseController.
+func (w *upgradeWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // h1Listener wraps every connection it accepts in an h1Conn.
 type h1Listener struct {

@@ -493,6 +493,32 @@ func TestRFC9112Upgrade(t *testing.T) {
 	}
 }
 
+// TestRFC9112UpgradeRefused checks that a CONNECT or Upgrade request the
+// handler does not take over closes its connection after the response:
+// the bytes after such a request are not checked, so no further request
+// may be read from them.
+func TestRFC9112UpgradeRefused(t *testing.T) {
+	servers := rfc9112Servers(t, Config{Handler: http.HandlerFunc(echoHandler), ReadHeaderTimeout: time.Minute, IdleTimeout: time.Minute})
+	// What a refused upgrade could otherwise smuggle past the checks.
+	const next = "GET /folded HTTP/1.1\r\nHost: localhost\r\nX-A: a\r\n b\r\n\r\n"
+	for _, req := range []string{
+		"GET /up HTTP/1.1\r\nHost: localhost\r\nUpgrade: other\r\nConnection: upgrade\r\n\r\n",
+		"CONNECT localhost:1 HTTP/1.1\r\nHost: localhost:1\r\n\r\n",
+	} {
+		for _, scheme := range []string{"http", "https"} {
+			t.Run(scheme+"/"+strings.Fields(req)[0], func(t *testing.T) {
+				statuses, closed, raw := exchange(t, servers[scheme](t), req+next)
+				if len(statuses) != 1 || !closed {
+					t.Fatalf("statuses %v, closed %v, want one answer and the connection closed; read %q", statuses, closed, raw)
+				}
+				if !strings.Contains(raw, "Connection: close") {
+					t.Errorf("the answer does not say Connection: close: %q", raw)
+				}
+			})
+		}
+	}
+}
+
 // exchange writes req on c and reads until the server closes it (closed)
 // or a bounding deadline passes (not closed), returning the status of each
 // response read. It closes c.
