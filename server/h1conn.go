@@ -298,6 +298,11 @@ func (c *h1Conn) Read(p []byte) (int, error) {
 			c.ready -= n
 			if c.start == c.end {
 				c.start, c.end = 0, 0
+				if len(c.buf) > h1MinBuf {
+					// A large head is gone: an idle keep-alive
+					// connection holds h1MinBuf at most.
+					c.buf = nil
+				}
 			}
 			return n, nil
 		}

@@ -445,3 +445,28 @@ func TestRejectionLogged(t *testing.T) {
 		t.Fatalf("%d rejection and %d access records, want 1 and 0:\n%s", rejected, access, r.log.String())
 	}
 }
+
+// TestH1ConnBufferShrinks checks a connection gives back the buffer a
+// large head needed once the head is handed on.
+func TestH1ConnBufferShrinks(t *testing.T) {
+	client, srv := net.Pipe()
+	defer client.Close()
+	head := "GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: " + strings.Repeat("b", 20<<10) + "\r\n\r\n"
+	go io.WriteString(client, head)
+	c := newH1Conn(srv, h1Limits{}).(*h1PlainConn)
+	got := make([]byte, 0, len(head))
+	buf := make([]byte, 4096)
+	for len(got) < len(head) {
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("after %d bytes: %v", len(got), err)
+		}
+		got = append(got, buf[:n]...)
+	}
+	if string(got) != head {
+		t.Fatal("the head was not handed on unchanged")
+	}
+	if len(c.buf) > h1MinBuf {
+		t.Fatalf("holding a %d-byte buffer after the head was read", len(c.buf))
+	}
+}
