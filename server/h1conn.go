@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -33,11 +34,15 @@ type h1Limits struct {
 	// maxHead is the longest head accepted, request line and line ends
 	// included; longer ones get 431. Zero means DefaultMaxHeaderBytes.
 	maxHead int
+	// headTimeout bounds the time from a head's first byte to its last
+	// (Config.ReadHeaderTimeout); a slower head gets 408. Zero means
+	// none.
+	headTimeout time.Duration
 }
 
 // h1Limits returns the limits of the Server's HTTP/1 connections.
 func (s *Server) h1Limits() h1Limits {
-	return h1Limits{maxRequestLine: maxRequestLine, maxHead: s.cfg.MaxHeaderBytes}
+	return h1Limits{maxRequestLine: maxRequestLine, maxHead: s.cfg.MaxHeaderBytes, headTimeout: s.cfg.ReadHeaderTimeout}
 }
 
 func (l h1Limits) withDefaults() h1Limits {
@@ -94,8 +99,12 @@ const (
 //     9113 §3.4 makes an invalid preface a connection error).
 //
 // While it holds a head, h1Conn also rejects a bare CR anywhere in it (RFC
-// 9112 §2.2; a bare LF ends a line, as net/http accepts) and a head over
-// maxHead (431). Everything else (tokens, Host, field values, versions) is
+// 9112 §2.2; a bare LF ends a line, as net/http accepts), a head over
+// maxHead (431), and a head that takes longer than headTimeout from its
+// first byte (408): net/http arms ReadHeaderTimeout only when it sees a
+// request's first bytes, which h1Conn hands on only with the whole head,
+// so on a keep-alive connection the idle timeout would otherwise bound a
+// trickled head. Everything else (tokens, Host, field values, versions) is
 // left to net/http, which rejects what it cannot parse and closes the
 // connection: a head whose request line net/http will refuse (malformed
 // version, HTTP/2.0) is passed on for net/http's 400 or 505, then io.EOF.
@@ -148,6 +157,13 @@ type h1Conn struct {
 	// then closes it after the response, so that a refused upgrade cannot
 	// turn the checks off for the requests after it.
 	upgraded atomic.Bool
+
+	// dlMu guards the read deadlines: net/http's (rdl, set from other
+	// goroutines, abortPendingRead among them) and the head's (headDL),
+	// the earlier of which is the connection's.
+	dlMu   sync.Mutex
+	rdl    time.Time
+	headDL time.Time
 }
 
 // h1State is what h1Conn expects next from the connection.
@@ -286,6 +302,64 @@ func (c *h1Conn) Close() error {
 // rejection returns why the connection was rejected, nil if it was not.
 func (c *h1Conn) rejection() *h1Rejection { return c.rejected.Load() }
 
+// SetDeadline sets both deadlines; see SetReadDeadline.
+func (c *h1Conn) SetDeadline(t time.Time) error {
+	if err := c.Conn.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	return c.SetReadDeadline(t)
+}
+
+// SetReadDeadline records net/http's read deadline. The connection's is
+// the earlier of it and the current head's: net/http arms
+// ReadHeaderTimeout only once it has the first bytes of a request, which
+// h1Conn hands on only with the whole head, so h1Conn times the head
+// itself (see headTimedOut).
+func (c *h1Conn) SetReadDeadline(t time.Time) error {
+	c.dlMu.Lock()
+	defer c.dlMu.Unlock()
+	c.rdl = t
+	return c.applyDeadline()
+}
+
+// setHeadDeadline sets (or, with the zero time, clears) the head's
+// deadline.
+func (c *h1Conn) setHeadDeadline(t time.Time) {
+	c.dlMu.Lock()
+	defer c.dlMu.Unlock()
+	c.headDL = t
+	c.applyDeadline()
+}
+
+// clearHeadDeadline ends the timing of a head, if one was timed.
+func (c *h1Conn) clearHeadDeadline() {
+	if !c.headDL.IsZero() {
+		c.setHeadDeadline(time.Time{})
+	}
+}
+
+// applyDeadline sets the connection's read deadline; dlMu is held.
+func (c *h1Conn) applyDeadline() error {
+	d := c.rdl
+	if !c.headDL.IsZero() && (d.IsZero() || c.headDL.Before(d)) {
+		d = c.headDL
+	}
+	return c.Conn.SetReadDeadline(d)
+}
+
+// headTimedOut reports whether a read timed out on the head's deadline
+// rather than net/http's (which, past too, wins: abortPendingRead expects
+// its timeout back).
+func (c *h1Conn) headTimedOut(err error) bool {
+	if !isTimeout(err) {
+		return false
+	}
+	c.dlMu.Lock()
+	defer c.dlMu.Unlock()
+	now := time.Now()
+	return !c.headDL.IsZero() && !now.Before(c.headDL) && (c.rdl.IsZero() || now.Before(c.rdl))
+}
+
 // Read implements net.Conn; see h1Conn for what it returns.
 func (c *h1Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
@@ -311,7 +385,18 @@ func (c *h1Conn) Read(p []byte) (int, error) {
 			if c.start < c.end && c.scanHead() {
 				continue
 			}
+			if c.start < c.end && c.lim.headTimeout > 0 && c.headDL.IsZero() {
+				// A head has begun and waits for more: time it.
+				c.setHeadDeadline(time.Now().Add(c.lim.headTimeout))
+			}
 			if err := c.fill(); err != nil {
+				if c.headTimedOut(err) {
+					// Answered in order, even from net/http's background
+					// read while a handler writes (a timeout error there
+					// would cancel that request).
+					c.reject(http.StatusRequestTimeout, fmt.Sprintf("request head not complete within %v", c.lim.headTimeout))
+					continue
+				}
 				return 0, err
 			}
 		case h1Length:
@@ -653,6 +738,7 @@ func (c *h1Conn) requestLine(l []byte, crlf bool, lf int) bool {
 // endHead decides about a complete head of n bytes from start: reject it,
 // or release it and expect what net/http will frame after it.
 func (c *h1Conn) endHead(n int) bool {
+	c.clearHeadDeadline()
 	hs := &c.hs
 	b := c.buf[c.start : c.start+n]
 	te := hs.teFields > 0
@@ -715,6 +801,7 @@ func (c *h1Conn) endHead(n int) bool {
 // recognises it (a client cannot forge the header: it does not know the
 // token, and h1Conn only ever emits the stand-in it made).
 func (c *h1Conn) reject(status int, reason string) {
+	c.clearHeadDeadline()
 	var raw [16]byte
 	rand.Read(raw[:])
 	tok := hex.EncodeToString(raw[:])

@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 // standIn is the start of the stand-in head h1Conn emits for a rejected
@@ -468,5 +469,85 @@ func TestH1ConnBufferShrinks(t *testing.T) {
 	}
 	if len(c.buf) > h1MinBuf {
 		t.Fatalf("holding a %d-byte buffer after the head was read", len(c.buf))
+	}
+}
+
+// TestH1ConnHeadTimeout checks ReadHeaderTimeout holds for every request
+// of a keep-alive connection, not only the first: a head trickled after
+// the first response gets 408 and the connection closed, and one trickled
+// while a slow handler still writes does not disturb that response.
+func TestH1ConnHeadTimeout(t *testing.T) {
+	release := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+				http.Error(w, "cancelled", http.StatusServiceUnavailable)
+				return
+			}
+		}
+		io.WriteString(w, "ok "+r.URL.Path)
+	})
+	r := start(t, Config{Handler: h, ReadHeaderTimeout: 300 * time.Millisecond, IdleTimeout: time.Minute}, true, false)
+	trickle := "GET /trickled HTTP/1.1\r\nHost: localhost\r\nX-Slow: " + strings.Repeat("s", 40) + "\r\n\r\n"
+	for _, first := range []string{"/fast", "/slow"} {
+		t.Run(first, func(t *testing.T) {
+			c, err := net.Dial("tcp", r.srv.HTTPAddr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(20 * time.Second))
+			br := bufio.NewReader(c)
+			io.WriteString(c, "GET "+first+" HTTP/1.1\r\nHost: localhost\r\n\r\n")
+			if first == "/fast" {
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil || resp.StatusCode != 200 {
+					t.Fatalf("first response: %v %v", resp, err)
+				}
+				io.Copy(io.Discard, resp.Body)
+			}
+			// A byte every 50 ms: the whole head would take 3 s, ten
+			// times the header timeout.
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for i := range len(trickle) {
+					if _, err := c.Write([]byte{trickle[i]}); err != nil {
+						return
+					}
+					if first == "/slow" && i == 5 {
+						// The head is under way while /slow is
+						// still being answered.
+						time.Sleep(600 * time.Millisecond)
+						close(release)
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+			}()
+			defer func() { <-done }()
+			if first == "/slow" {
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				if resp.StatusCode != 200 || string(body) != "ok /slow" {
+					t.Fatalf("the slow response was disturbed: %d %q", resp.StatusCode, body)
+				}
+			}
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("no answer to the trickled head: %v", err)
+			}
+			if resp.StatusCode != http.StatusRequestTimeout {
+				t.Fatalf("trickled head: %d, want 408", resp.StatusCode)
+			}
+			io.Copy(io.Discard, resp.Body)
+			if _, err := br.ReadByte(); err != io.EOF {
+				t.Fatalf("connection not closed after the 408: %v", err)
+			}
+		})
 	}
 }
