@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 
+	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
@@ -145,6 +147,13 @@ type h2Front struct {
 	blockID  uint32         // its stream
 	teFields int            // TE fields in the current block
 	bad      string         // why the current block is malformed
+	// What the server's own framer will make of the current block: when
+	// it rejects the block itself (a stream error, or 431 for a list too
+	// long), the front adds nothing, since a CONTINUATION after such a
+	// block is a connection error to it.
+	sawRegular    bool
+	listSize      int
+	serverRejects bool
 }
 
 // h2TLSFront is an h2Front over TLS: it keeps the TLS state visible to the
@@ -298,6 +307,7 @@ func (c *h2Front) checkHeaderFrame(frame []byte, typ, flags byte, stream uint32)
 		}
 		payload = payload[:len(payload)-pad]
 		c.inBlock, c.blockID, c.teFields, c.bad = true, stream, 0, ""
+		c.sawRegular, c.listSize, c.serverRejects = false, 0, false
 	} else if !c.inBlock || stream != c.blockID {
 		c.stopChecks()
 		return nil
@@ -314,7 +324,7 @@ func (c *h2Front) checkHeaderFrame(frame []byte, typ, flags byte, stream uint32)
 		c.stopChecks()
 		return nil
 	}
-	if c.bad == "" {
+	if c.bad == "" || c.serverRejects {
 		return nil
 	}
 	return appendMalformedMark(frame, stream)
@@ -323,6 +333,23 @@ func (c *h2Front) checkHeaderFrame(frame []byte, typ, flags byte, stream uint32)
 // checkField is the decoder's emit function: it notes the fields RFC 9113
 // §8.2.2 forbids, as x/net/http2's checkValidHTTP2RequestHeaders does.
 func (c *h2Front) checkField(f hpack.HeaderField) {
+	// The checks of x/net/http2's Framer.readMetaFrame, in its order.
+	if !httpguts.ValidHeaderFieldValue(f.Value) {
+		c.serverRejects = true
+	}
+	if strings.HasPrefix(f.Name, ":") {
+		if c.sawRegular {
+			c.serverRejects = true
+		}
+	} else {
+		c.sawRegular = true
+		if !validWireName(f.Name) {
+			c.serverRejects = true
+		}
+	}
+	if c.listSize += int(f.Size()); c.listSize > c.lim.maxString {
+		c.serverRejects = true
+	}
 	switch f.Name {
 	case "connection", "proxy-connection", "keep-alive", "transfer-encoding", "upgrade":
 		c.bad = f.Name
@@ -335,6 +362,21 @@ func (c *h2Front) checkField(f hpack.HeaderField) {
 			c.bad = "te"
 		}
 	}
+}
+
+// validWireName reports whether name is a field name the server's framer
+// accepts on the wire: a token without uppercase letters (RFC 9113
+// §8.2.1).
+func validWireName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for _, r := range name {
+		if !httpguts.IsTokenRune(r) || 'A' <= r && r <= 'Z' {
+			return false
+		}
+	}
+	return true
 }
 
 // malformedMark is the header block fragment appended to a malformed

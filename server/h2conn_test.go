@@ -127,20 +127,28 @@ func TestH2ConnectionSpecificFields(t *testing.T) {
 		"h2c": func(t *testing.T) *h2Client { return newH2Client(dialH2C(t, h2cRun)) },
 	}
 	f := func(name, value string) hpack.HeaderField { return hpack.HeaderField{Name: name, Value: value} }
+	var big []hpack.HeaderField
+	for i := range 18 {
+		big = append(big, f(fmt.Sprintf("x-big-%d", i), strings.Repeat("b", 4000)))
+	}
 	tests := []struct {
 		name   string
 		fields []hpack.HeaderField
-		bad    bool
+		want   string // "reset" (RST_STREAM PROTOCOL_ERROR, no handler) or the status
 	}{
-		{"connection", []hpack.HeaderField{f("connection", "keep-alive")}, true},
-		{"keep-alive", []hpack.HeaderField{f("keep-alive", "timeout=5")}, true},
-		{"proxy-connection", []hpack.HeaderField{f("proxy-connection", "close")}, true},
-		{"transfer-encoding", []hpack.HeaderField{f("transfer-encoding", "chunked")}, true},
-		{"upgrade", []hpack.HeaderField{f("upgrade", "websocket")}, true},
-		{"te gzip", []hpack.HeaderField{f("te", "gzip")}, true},
-		{"te twice", []hpack.HeaderField{f("te", "trailers"), f("te", "trailers")}, true},
-		{"te trailers", []hpack.HeaderField{f("te", "trailers")}, false},
-		{"ordinary fields", []hpack.HeaderField{f("accept", "*/*"), f("x-connection", "close")}, false},
+		{"connection", []hpack.HeaderField{f("connection", "keep-alive")}, "reset"},
+		{"keep-alive", []hpack.HeaderField{f("keep-alive", "timeout=5")}, "reset"},
+		{"proxy-connection", []hpack.HeaderField{f("proxy-connection", "close")}, "reset"},
+		{"transfer-encoding", []hpack.HeaderField{f("transfer-encoding", "chunked")}, "reset"},
+		{"upgrade", []hpack.HeaderField{f("upgrade", "websocket")}, "reset"},
+		{"te gzip", []hpack.HeaderField{f("te", "gzip")}, "reset"},
+		{"te twice", []hpack.HeaderField{f("te", "trailers"), f("te", "trailers")}, "reset"},
+		{"te trailers", []hpack.HeaderField{f("te", "trailers")}, "200"},
+		{"ordinary fields", []hpack.HeaderField{f("accept", "*/*"), f("x-connection", "close")}, "200"},
+		// Blocks the server rejects by itself keep its answer: a stream
+		// error, or 431, never the whole connection.
+		{"connection and an invalid value", []hpack.HeaderField{f("x-bad", "a\x01b"), f("connection", "close")}, "reset"},
+		{"connection in a list too long", append(big, f("connection", "close")), "431"},
 	}
 	for transport, dial := range dials {
 		for _, tt := range tests {
@@ -148,25 +156,32 @@ func TestH2ConnectionSpecificFields(t *testing.T) {
 				c := dial(t)
 				before := handled.Load()
 				// The first block is split over HEADERS and
-				// CONTINUATION, the bad field in the last frame.
+				// CONTINUATION frames, the bad field in the last.
 				blk := c.block("/first", tt.fields...)
-				cut := len(blk) / 2
+				cut := min(len(blk)/2, 8<<10)
 				if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: blk[:cut], EndStream: true}); err != nil {
 					t.Fatal(err)
 				}
-				if err := c.fr.WriteContinuation(1, true, blk[cut:]); err != nil {
-					t.Fatal(err)
+				for rest := blk[cut:]; len(rest) > 0; {
+					n := min(len(rest), 8<<10)
+					if err := c.fr.WriteContinuation(1, n == len(rest), rest[:n]); err != nil {
+						t.Fatal(err)
+					}
+					rest = rest[n:]
 				}
 				rep := c.await(t, 1)
-				if tt.bad {
+				if rep.goAway != nil {
+					t.Fatalf("stream 1: %+v: the connection ended", rep)
+				}
+				if tt.want == "reset" {
 					if rep.reset == nil || *rep.reset != http2.ErrCodeProtocol {
 						t.Fatalf("stream 1: %+v, want RST_STREAM PROTOCOL_ERROR", rep)
 					}
 					if n := handled.Load() - before; n != 0 {
 						t.Fatalf("the handler ran %d times for a malformed request", n)
 					}
-				} else if rep.status != "200" {
-					t.Fatalf("stream 1: %+v, want 200", rep)
+				} else if rep.status != tt.want {
+					t.Fatalf("stream 1: %+v, want %s", rep, tt.want)
 				}
 				// The same fields again: encoded from the dynamic
 				// table the first block filled.
