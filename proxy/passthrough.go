@@ -287,8 +287,9 @@ type idleTimer struct {
 	f    func()
 	last atomic.Int64 // unix nanoseconds of the last activity
 
-	mu sync.Mutex
-	t  *time.Timer
+	mu      sync.Mutex
+	t       *time.Timer
+	stopped bool
 }
 
 func newIdleTimer(d time.Duration, f func()) *idleTimer {
@@ -301,7 +302,8 @@ func newIdleTimer(d time.Duration, f func()) *idleTimer {
 }
 
 // fire calls f if the connection was idle for d, else re-arms for the
-// rest of the period.
+// rest of the period (unless stop came in between: a timer re-armed after
+// stop would fire once more on a connection long closed).
 func (it *idleTimer) fire() {
 	left := time.Until(time.Unix(0, it.last.Load()).Add(it.d))
 	if left <= 0 {
@@ -309,13 +311,16 @@ func (it *idleTimer) fire() {
 		return
 	}
 	it.mu.Lock()
-	it.t.Reset(left)
+	if !it.stopped {
+		it.t.Reset(left)
+	}
 	it.mu.Unlock()
 }
 
 func (it *idleTimer) touch() { it.last.Store(time.Now().UnixNano()) }
 func (it *idleTimer) stop() {
 	it.mu.Lock()
+	it.stopped = true
 	it.t.Stop()
 	it.mu.Unlock()
 }
