@@ -18,6 +18,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http2"
 )
 
 // maxRequestLine bounds the request line (method, target and version,
@@ -551,9 +553,9 @@ func (c *h1Conn) scanHead() bool {
 	if !hs.began {
 		switch {
 		case c.heads == 0:
-			n := min(len(b), len(clientPreface))
-			if string(b[:n]) == clientPreface[:n] {
-				if n < len(clientPreface) {
+			n := min(len(b), len(http2.ClientPreface))
+			if string(b[:n]) == http2.ClientPreface[:n] {
+				if n < len(http2.ClientPreface) {
 					return false
 				}
 				c.ready = len(b)

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
 )
 
 // standIn is the start of the stand-in head h1Conn emits for a rejected
@@ -97,8 +99,8 @@ func TestH1Conn(t *testing.T) {
 		{name: "bare LF line ends", in: "GET / HTTP/1.1\nHost: a\n\n" + get, out: "GET / HTTP/1.1\nHost: a\n\n" + get, isEOF: true},
 		{name: "equal Content-Length fields", in: "POST / HTTP/1.1\r\nContent-Length: 1\r\ncontent-length:1 \r\n\r\nx" + get,
 			out: "POST / HTTP/1.1\r\nContent-Length: 1\r\ncontent-length:1 \r\n\r\nx" + get, isEOF: true},
-		{name: "h2 preface", in: clientPreface + "\x00\x00\x00\x04\x00\x00\x00\x00\x00 INVALID\r\n \r\n",
-			out: clientPreface + "\x00\x00\x00\x04\x00\x00\x00\x00\x00 INVALID\r\n \r\n", isEOF: true},
+		{name: "h2 preface", in: http2.ClientPreface + "\x00\x00\x00\x04\x00\x00\x00\x00\x00 INVALID\r\n \r\n",
+			out: http2.ClientPreface + "\x00\x00\x00\x04\x00\x00\x00\x00\x00 INVALID\r\n \r\n", isEOF: true},
 		{name: "CONNECT passes the rest", in: "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n\x16\x03\x01 x\r\n\r\n",
 			out: "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n\x16\x03\x01 x\r\n\r\n", isEOF: true},
 		{name: "Upgrade passes the rest", in: "GET / HTTP/1.1\r\n" + host + "Upgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\r\n\x81\x05 x\r\n\r\n",
@@ -325,7 +327,7 @@ func FuzzH1Conn(f *testing.F) {
 	f.Add([]byte("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), uint8(0))
 	f.Add([]byte("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;x\r\nhello\r\n0\r\nT: 1\r\n\r\nGET / HTTP/1.1\r\n\r\n"), uint8(3))
 	f.Add([]byte("POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc\r\nGET / HTTP/1.1\r\n a\r\n\r\n"), uint8(1))
-	f.Add([]byte(clientPreface+"\x00\x00\x00\x04"), uint8(2))
+	f.Add([]byte(http2.ClientPreface+"\x00\x00\x00\x04"), uint8(2))
 	f.Fuzz(func(t *testing.T, in []byte, wsize uint8) {
 		lim := h1Limits{maxRequestLine: 64, maxHead: 256}
 		r := front(t, string(in), lim, int(wsize)+1, 4096)

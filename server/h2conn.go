@@ -14,21 +14,10 @@ import (
 	"golang.org/x/net/http2/hpack"
 )
 
-// HTTP/2 frame types and flags the front reads (RFC 9113 §6).
 const (
-	frameHeaders      = 0x1
-	frameSettings     = 0x4
-	framePushPromise  = 0x5
-	frameContinuation = 0x9
-
-	flagEndHeaders = 0x4
-	flagPadded     = 0x8
-	flagPriority   = 0x20
-	flagAck        = 0x1
-
+	// frameHeaderLen is the size of an HTTP/2 frame header (RFC 9113
+	// §4.1), which x/net/http2 does not export.
 	frameHeaderLen = 9
-	// clientPreface is the connection preface of RFC 9113 §3.4.
-	clientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 	// maxSettings is where golang.org/x/net/http2 stops reading a SETTINGS
 	// frame and hangs up; the front leaves such frames alone.
 	maxSettings = 100
@@ -160,7 +149,7 @@ type h2Front struct {
 // server (Request.TLS, and its check of the TLS version and cipher).
 type h2TLSFront struct {
 	*h2Front
-	cs interface{ ConnectionState() tls.ConnectionState }
+	cs connectionStater
 }
 
 // ConnectionState returns the TLS state of the connection.
@@ -174,7 +163,7 @@ func newH2Front(c net.Conn, sawPreface bool, lim h2Limits) net.Conn {
 	// default, and the same bound on strings.
 	f.dec = hpack.NewDecoder(4096, f.checkField)
 	f.dec.SetMaxStringLength(lim.maxString)
-	if cs, ok := c.(interface{ ConnectionState() tls.ConnectionState }); ok {
+	if cs, ok := c.(connectionStater); ok {
 		return h2TLSFront{f, cs}
 	}
 	return f
@@ -228,7 +217,7 @@ func (c *h2Front) Read(p []byte) (int, error) {
 func (c *h2Front) next() error {
 	if !c.preface {
 		c.preface = true
-		c.pass = len(clientPreface) // the server checks it
+		c.pass = len(http2.ClientPreface) // the server checks it
 		return nil
 	}
 	if err := c.fill(frameHeaderLen); err != nil {
@@ -236,7 +225,7 @@ func (c *h2Front) next() error {
 	}
 	h := c.in[c.r : c.r+frameHeaderLen]
 	length := int(h[0])<<16 | int(h[1])<<8 | int(h[2])
-	typ, flags := h[3], h[4]
+	typ, flags := http2.FrameType(h[3]), http2.Flags(h[4])
 	stream := binary.BigEndian.Uint32(h[5:]) & (1<<31 - 1)
 	size := frameHeaderLen + length
 	if length > c.lim.maxFrame {
@@ -244,12 +233,12 @@ func (c *h2Front) next() error {
 		c.bypass = true
 		return nil
 	}
-	if c.inBlock && typ != frameContinuation {
+	if c.inBlock && typ != http2.FrameContinuation {
 		// §6.10: a connection error the server reports.
 		c.stopChecks()
 	}
 	switch {
-	case typ == frameSettings && flags&flagAck == 0 && length%6 == 0 && length/6 <= maxSettings:
+	case typ == http2.FrameSettings && flags&http2.FlagSettingsAck == 0 && length%6 == 0 && length/6 <= maxSettings:
 		if err := c.fill(size); err != nil {
 			return c.failed(err)
 		}
@@ -258,7 +247,7 @@ func (c *h2Front) next() error {
 			c.r += size
 			return nil
 		}
-	case (typ == frameHeaders || typ == frameContinuation) && c.dec != nil:
+	case (typ == http2.FrameHeaders || typ == http2.FrameContinuation) && c.dec != nil:
 		if err := c.fill(size); err != nil {
 			return c.failed(err)
 		}
@@ -267,7 +256,7 @@ func (c *h2Front) next() error {
 			c.r += size
 			return nil
 		}
-	case typ == framePushPromise:
+	case typ == http2.FramePushPromise:
 		// Clients may not send it (§8.4); the server hangs up.
 		c.stopChecks()
 	}
@@ -278,15 +267,15 @@ func (c *h2Front) next() error {
 // checkHeaderFrame feeds a HEADERS or CONTINUATION frame's fragment to the
 // decoder and returns the frames to hand on instead of frame when it ends
 // a malformed block, or nil to hand frame on as it is.
-func (c *h2Front) checkHeaderFrame(frame []byte, typ, flags byte, stream uint32) []byte {
+func (c *h2Front) checkHeaderFrame(frame []byte, typ http2.FrameType, flags http2.Flags, stream uint32) []byte {
 	payload := frame[frameHeaderLen:]
-	if typ == frameHeaders {
+	if typ == http2.FrameHeaders {
 		if c.inBlock || stream == 0 {
 			c.stopChecks()
 			return nil
 		}
 		pad := 0
-		if flags&flagPadded != 0 {
+		if flags&http2.FlagHeadersPadded != 0 {
 			if len(payload) < 1 {
 				c.stopChecks()
 				return nil
@@ -294,7 +283,7 @@ func (c *h2Front) checkHeaderFrame(frame []byte, typ, flags byte, stream uint32)
 			pad = int(payload[0])
 			payload = payload[1:]
 		}
-		if flags&flagPriority != 0 {
+		if flags&http2.FlagHeadersPriority != 0 {
 			if len(payload) < 5 {
 				c.stopChecks()
 				return nil
@@ -316,7 +305,7 @@ func (c *h2Front) checkHeaderFrame(frame []byte, typ, flags byte, stream uint32)
 		c.stopChecks()
 		return nil
 	}
-	if flags&flagEndHeaders == 0 {
+	if flags&http2.FlagHeadersEndHeaders == 0 {
 		return nil
 	}
 	c.inBlock = false
@@ -396,9 +385,9 @@ var malformedMark = func() []byte {
 func appendMalformedMark(frame []byte, stream uint32) []byte {
 	out := make([]byte, 0, len(frame)+frameHeaderLen+len(malformedMark))
 	out = append(out, frame...)
-	out[4] &^= flagEndHeaders
+	out[4] &^= byte(http2.FlagHeadersEndHeaders)
 	n := len(malformedMark)
-	out = append(out, byte(n>>16), byte(n>>8), byte(n), frameContinuation, flagEndHeaders)
+	out = append(out, byte(n>>16), byte(n>>8), byte(n), byte(http2.FrameContinuation), byte(http2.FlagContinuationEndHeaders))
 	out = binary.BigEndian.AppendUint32(out, stream)
 	return append(out, malformedMark...)
 }
@@ -461,7 +450,8 @@ func (c *h2Front) shrink() {
 
 // dedupSettings returns a SETTINGS frame holding each setting of frame
 // once, and true, when frame repeats one. The value kept is the first
-// invalid one (§6.5.2), so the server reports it, else the last.
+// invalid one (§6.5.2, http2.Setting.Valid), so the server reports it,
+// else the last.
 func dedupSettings(frame []byte) ([]byte, bool) {
 	payload := frame[frameHeaderLen:]
 	n := len(payload) / 6
@@ -498,7 +488,7 @@ func dedupSettings(frame []byte) ([]byte, bool) {
 				continue
 			}
 			keep = j
-			if !validSetting(id(j), val(j)) {
+			if (http2.Setting{ID: http2.SettingID(id(j)), Val: val(j)}).Valid() != nil {
 				break
 			}
 		}
@@ -507,18 +497,4 @@ func dedupSettings(frame []byte) ([]byte, bool) {
 	length := len(out) - frameHeaderLen
 	out[0], out[1], out[2] = byte(length>>16), byte(length>>8), byte(length)
 	return out, true
-}
-
-// validSetting reports whether a SETTINGS value is allowed (RFC 9113
-// §6.5.2, RFC 8441 §3).
-func validSetting(id uint16, v uint32) bool {
-	switch http2.SettingID(id) {
-	case http2.SettingEnablePush, http2.SettingEnableConnectProtocol:
-		return v <= 1
-	case http2.SettingInitialWindowSize:
-		return v <= 1<<31-1
-	case http2.SettingMaxFrameSize:
-		return v >= 1<<14 && v <= 1<<24-1
-	}
-	return true
 }

@@ -206,7 +206,7 @@ func settingsFrame(pairs ...uint32) []byte {
 		b = binary.BigEndian.AppendUint32(b, pairs[i+1])
 	}
 	n := len(b) - 9
-	b[0], b[1], b[2], b[3] = byte(n>>16), byte(n>>8), byte(n), frameSettings
+	b[0], b[1], b[2], b[3] = byte(n>>16), byte(n>>8), byte(n), byte(http2.FrameSettings)
 	return b
 }
 
@@ -293,30 +293,30 @@ func FuzzH2Front(f *testing.F) {
 	enc.WriteField(hpack.HeaderField{Name: ":path", Value: "/"})
 	enc.WriteField(hpack.HeaderField{Name: "connection", Value: "close"})
 	blk := seed.Bytes()
-	headers := append([]byte{0, 0, byte(len(blk)), frameHeaders, flagEndHeaders, 0, 0, 0, 1}, blk...)
+	headers := append([]byte{0, 0, byte(len(blk)), byte(http2.FrameHeaders), byte(http2.FlagHeadersEndHeaders), 0, 0, 0, 1}, blk...)
 	f.Add(headers)
 	f.Add(settingsFrame(4, 1, 4, 2))
 	f.Add(append(append([]byte{}, headers[:4]...), 0, 0, 0, 0, 1))
-	f.Add([]byte{0, 0, 1, frameContinuation, flagEndHeaders, 0, 0, 0, 1, 0x80})
+	f.Add([]byte{0, 0, 1, byte(http2.FrameContinuation), byte(http2.FlagHeadersEndHeaders), 0, 0, 0, 1, 0x80})
 	lim := h2Limits{maxFrame: 16 << 10, maxString: 64 << 10}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		client, server := net.Pipe()
 		go func() {
-			client.Write([]byte(clientPreface))
+			client.Write([]byte(http2.ClientPreface))
 			client.Write(data)
 			client.Close()
 		}()
 		fr := newH2Front(server, false, lim).(*h2Front)
 		out, _ := io.ReadAll(fr)
 		server.Close()
-		if !bytes.HasPrefix(out, []byte(clientPreface)) {
+		if !bytes.HasPrefix(out, []byte(http2.ClientPreface)) {
 			t.Fatalf("preface not handed on first: %q", out[:min(len(out), 24)])
 		}
 		if len(fr.in) > max(h2InitialBuffer, frameHeaderLen+lim.maxFrame) {
 			t.Fatalf("buffered %d bytes", len(fr.in))
 		}
-		if len(out) < len(clientPreface)+len(data) && !bytes.Contains(data, []byte{frameSettings}) {
-			t.Fatalf("handed on %d bytes of %d without a SETTINGS frame to shorten", len(out), len(clientPreface)+len(data))
+		if len(out) < len(http2.ClientPreface)+len(data) && !bytes.Contains(data, []byte{byte(http2.FrameSettings)}) {
+			t.Fatalf("handed on %d bytes of %d without a SETTINGS frame to shorten", len(out), len(http2.ClientPreface)+len(data))
 		}
 	})
 }
