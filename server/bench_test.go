@@ -33,7 +33,7 @@ func benchHandler(w http.ResponseWriter, r *http.Request) {
 // client, over HTTP/1.1, HTTP/1.1 with TLS and HTTP/2. Client and server
 // share the process and the CPUs, so the numbers track regressions of the
 // stack, not what a separate load generator would see: bench/serve.sh does
-// that. With -cpuprofile, filter on server frames (-focus 'net/http.\(\*conn\)|http2serverConn').
+// that. With -cpuprofile, filter on server frames (-focus 'net/http.\(\*conn\)|http2.\(\*serverConn\)').
 func BenchmarkServe(b *testing.B) {
 	for _, c := range []struct {
 		name      string
