@@ -397,10 +397,16 @@ func (a *ACME) HTTPChallengeHandler() http.Handler {
 }
 
 // NextProtos returns the ALPN protocols the HTTPS listener must offer
-// besides h2 and http/1.1 (server.Config.NextProtos): ACMETLS1Protocol
-// unless TLS-ALPN-01 is disabled.
-func (a *ACME) NextProtos() []string {
-	if a.cfg.Challenge == ChallengeHTTP01 {
+// besides h2 and http/1.1 (server.Config.NextProtos): ACMENextProtos of
+// its challenge setting.
+func (a *ACME) NextProtos() []string { return ACMENextProtos(a.cfg.Challenge) }
+
+// ACMENextProtos returns the ALPN protocols an HTTPS listener answering
+// ACME challenges of the given kind (ACMEConfig.Challenge) must offer
+// besides h2 and http/1.1: ACMETLS1Protocol unless TLS-ALPN-01 is
+// disabled. For listeners serving several ACME instances at once.
+func ACMENextProtos(challenge string) []string {
+	if challenge == ChallengeHTTP01 {
 		return nil
 	}
 	return []string{ACMETLS1Protocol}

@@ -70,12 +70,16 @@ func forwardedNode(remoteAddr string) string {
 	return host
 }
 
+// forwardedEscaper escapes a Forwarded quoted-string (RFC 7239 §4); made
+// once, since a Host with a port needs quoting on every request.
+var forwardedEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+
 // quoteForwarded quotes a Forwarded value unless it is a plain token.
 func quoteForwarded(v string) string {
 	for i := 0; i < len(v); i++ {
 		c := v[i]
 		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v) + `"`
+			return `"` + forwardedEscaper.Replace(v) + `"`
 		}
 	}
 	return v

@@ -313,9 +313,7 @@ func proxyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if acmeHosts != nil {
 			acme = acmeHosts
 			cfg.ChallengeHandler = acmeHosts.HTTPChallengeHandler()
-			if o.acme.challenge != certs.ChallengeHTTP01 {
-				cfg.NextProtos = []string{certs.ACMETLS1Protocol}
-			}
+			cfg.NextProtos = certs.ACMENextProtos(o.acme.challenge)
 		}
 		if cfg.Certificates, err = o.certificates(ctx, log, p, acme, acmeStore); err != nil {
 			return err
