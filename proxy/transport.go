@@ -3,13 +3,12 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"time"
 
+	"github.com/pafhq/paf/certs"
 	"github.com/pafhq/paf/route"
 	"github.com/pafhq/paf/stack"
 )
@@ -72,13 +71,9 @@ func newTransport(st stack.Stack, r *route.Route, b route.Backend) (*http.Transp
 			cfg.ServerName = b.Host
 		}
 		if r.TLS.CAFile != "" {
-			pem, err := os.ReadFile(r.TLS.CAFile)
+			pool, err := certs.LoadCARoots(r.TLS.CAFile)
 			if err != nil {
 				return nil, fmt.Errorf("tls ca: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("tls ca %s: no PEM certificate in it", r.TLS.CAFile)
 			}
 			cfg.RootCAs = pool
 		}
