@@ -51,7 +51,7 @@ func (g *guarded) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	dw := guardPool.Get().(*deadlineWriter)
-	*dw = deadlineWriter{ResponseWriter: w, rc: http.NewResponseController(w), timeout: g.timeout}
+	*dw = deadlineWriter{ResponseWriter: w, rc: *http.NewResponseController(w), timeout: g.timeout}
 	if r.ProtoMajor == 1 {
 		// A keep-alive connection keeps the deadline the previous
 		// response left; net/http may write (100 Continue) before the
@@ -77,7 +77,7 @@ func (g *guarded) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // and Unwrap for http.ResponseController.
 type deadlineWriter struct {
 	http.ResponseWriter
-	rc      *http.ResponseController
+	rc      http.ResponseController // a value: a pointer would escape, one allocation per request
 	timeout time.Duration
 }
 
