@@ -21,8 +21,7 @@ import (
 // upstream is one backend of a pool with its health.
 type upstream struct {
 	backend route.Backend
-	rt      http.RoundTripper // nil for passthrough
-	closer  interface{ CloseIdleConnections() }
+	tr      *http.Transport // nil for passthrough
 
 	inflight  atomic.Int64
 	fails     atomic.Int64 // consecutive failures (passive)
@@ -74,7 +73,7 @@ func (p *Proxy) newPool(r *route.Route) (*pool, error) {
 				cancel()
 				return nil, err
 			}
-			u.rt, u.closer = tr, tr
+			u.tr = tr
 		}
 		pl.ups = append(pl.ups, u)
 	}
@@ -110,8 +109,8 @@ func (pl *pool) retire() {
 			pl.stop()
 		}
 		for _, u := range pl.ups {
-			if u.closer != nil {
-				u.closer.CloseIdleConnections()
+			if u.tr != nil {
+				u.tr.CloseIdleConnections()
 			}
 		}
 	})
@@ -269,7 +268,7 @@ func (pl *pool) RoundTrip(req *http.Request) (*http.Response, error) {
 			url.Scheme = "https"
 		}
 		out.URL = &url
-		resp, err := u.rt.RoundTrip(&out)
+		resp, err := u.tr.RoundTrip(&out)
 		if err == nil {
 			pl.succeeded(u)
 			return resp, nil
@@ -408,7 +407,7 @@ func (pl *pool) probe(u *upstream) bool {
 	}
 	req.Host = rt.Host
 	req.Header.Set("User-Agent", "paf-health-check")
-	resp, err := u.rt.RoundTrip(req)
+	resp, err := u.tr.RoundTrip(req)
 	if err != nil {
 		return false
 	}

@@ -159,10 +159,7 @@ func (pl *pool) tunnel(w http.ResponseWriter, rc *http.ResponseController, r *ht
 // transport settings (dialer, PROXY header, TLS verification), and
 // reports whether it speaks HTTP/2. With h1 set, HTTP/2 is not offered.
 func (pl *pool) dialTunnel(r *http.Request, u *upstream, h1 bool) (net.Conn, bool, error) {
-	tr, ok := u.rt.(*http.Transport)
-	if !ok {
-		return nil, false, fmt.Errorf("backend %s: no transport", u.backend.URL)
-	}
+	tr := u.tr
 	ctx := r.Context()
 	if pl.route.ProxyProtocol != "" {
 		ctx = context.WithValue(ctx, clientAddrsKey{}, requestAddrs(r))
