@@ -326,6 +326,8 @@ func (s *Source) recordFetched(branch, commit string) error {
 	st, err := readState(s.stateFile)
 	if err != nil || st.URL != s.remote.URL {
 		st = state{URL: s.remote.URL}
+	} else if st.Fetched == commit && st.FetchedBranch == branch {
+		return nil // every poll of an unchanged branch: no fsynced rewrite
 	}
 	st.Fetched, st.FetchedBranch = commit, branch
 	return writeState(s.stateFile, st)
