@@ -144,6 +144,7 @@ type ACME struct {
 	magic  *certmagic.Config
 	issuer *certmagic.ACMEIssuer
 	manual *Manual // nil when storage holds none
+	serve  Getter  // manual first, then CertMagic's
 
 	mu       sync.Mutex
 	failures map[string]int // consecutive failures per name, for the retry estimate
@@ -244,6 +245,7 @@ func NewACME(ctx context.Context, cfg ACMEConfig) (*ACME, error) {
 		return nil, err
 	}
 	a.manual = m
+	a.serve = ManualFirst(m, GetterFunc(a.magic.GetCertificate))
 	return a, nil
 }
 
@@ -380,12 +382,7 @@ func (a *ACME) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, err
 	if len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == ACMETLS1Protocol {
 		return a.magic.GetCertificate(hello)
 	}
-	if hello.ServerName != "" {
-		if c := a.manual.lookup(hello.ServerName); c != nil {
-			return c, nil
-		}
-	}
-	return a.magic.GetCertificate(hello)
+	return a.serve.GetCertificate(hello)
 }
 
 // HTTPChallengeHandler answers ACME HTTP-01 validation requests, those of

@@ -42,31 +42,16 @@ func LoadManual(pairs []Pair) (*Manual, error) {
 	if len(pairs) == 0 {
 		return nil, errors.New("certs: no certificate given (--tls-cert and --tls-key)")
 	}
-	m := &Manual{
-		byName: make(map[string]*tls.Certificate),
-		byIP:   make(map[string]*tls.Certificate),
-	}
 	now := time.Now()
+	var loaded []*tls.Certificate
 	for _, p := range pairs {
 		c, err := loadPair(p, now)
 		if err != nil {
 			return nil, err
 		}
-		m.certs = append(m.certs, c)
-		for _, n := range c.Leaf.DNSNames {
-			n = normalizeName(n)
-			if _, ok := m.byName[n]; !ok && n != "" {
-				m.byName[n] = c
-			}
-		}
-		for _, ip := range c.Leaf.IPAddresses {
-			if _, ok := m.byIP[ip.String()]; !ok {
-				m.byIP[ip.String()] = c
-			}
-		}
+		loaded = append(loaded, c)
 	}
-	m.fallback = m.certs[0]
-	return m, nil
+	return newManual(loaded), nil
 }
 
 // loadPair reads one pair and names the faulty file in every error.
@@ -170,14 +155,8 @@ func (m *Manual) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, e
 		return m.fallback, nil
 	}
 	if hello.ServerName != "" {
-		name := normalizeName(hello.ServerName)
-		if c, ok := m.byName[name]; ok {
+		if c := m.byDNSName(hello.ServerName); c != nil {
 			return c, nil
-		}
-		if i := strings.IndexByte(name, '.'); i > 0 {
-			if c, ok := m.byName["*"+name[i:]]; ok {
-				return c, nil
-			}
 		}
 		return m.fallback, nil
 	}

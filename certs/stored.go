@@ -369,7 +369,8 @@ func loadStoredPair(ctx context.Context, st certmagic.Storage, certKey string, n
 	return &c, nil
 }
 
-// newManual indexes already loaded certificates like LoadManual does.
+// newManual indexes loaded certificates, certs[0] the fallback; when
+// several leaves claim a name, the earliest wins.
 func newManual(certs []*tls.Certificate) *Manual {
 	m := &Manual{
 		certs:  certs,
@@ -393,13 +394,9 @@ func newManual(certs []*tls.Certificate) *Manual {
 	return m
 }
 
-// lookup returns the certificate for name (exact, then wildcard, then IP),
-// or nil when none matches; unlike GetCertificate it has no fallback. A nil
-// Manual matches nothing.
-func (m *Manual) lookup(name string) *tls.Certificate {
-	if m == nil {
-		return nil
-	}
+// byDNSName returns the certificate for a DNS name, exact then wildcard,
+// or nil.
+func (m *Manual) byDNSName(name string) *tls.Certificate {
 	name = normalizeName(name)
 	if c, ok := m.byName[name]; ok {
 		return c
@@ -408,6 +405,19 @@ func (m *Manual) lookup(name string) *tls.Certificate {
 		if c, ok := m.byName["*"+name[i:]]; ok {
 			return c
 		}
+	}
+	return nil
+}
+
+// lookup returns the certificate for name (exact, then wildcard, then IP),
+// or nil when none matches; unlike GetCertificate it has no fallback. A nil
+// Manual matches nothing.
+func (m *Manual) lookup(name string) *tls.Certificate {
+	if m == nil {
+		return nil
+	}
+	if c := m.byDNSName(name); c != nil {
+		return c
 	}
 	if ip := net.ParseIP(name); ip != nil {
 		if c, ok := m.byIP[ip.String()]; ok {
