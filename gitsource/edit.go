@@ -177,11 +177,11 @@ func fetchHead(ctx context.Context, opts PublishOptions) (st *memory.Storage, r 
 func commitFiles(ctx context.Context, opts PublishOptions, changes []FileChange) (commit string, retry bool, err error) {
 	author := opts.Author
 	if author == "" {
-		author = defaultAuthor
+		author = DefaultAuthor
 	}
-	sig, err := parseAuthor(author)
+	sig, err := ParseAuthor(author)
 	if err != nil {
-		return "", false, err
+		return "", false, fmt.Errorf("gitsource: %w", err)
 	}
 	msg := opts.Message
 	if msg == "" {

@@ -43,8 +43,9 @@ type PublishOptions struct {
 	Timeout time.Duration
 }
 
-// defaultAuthor is the identity of commits made without PublishOptions.Author.
-const defaultAuthor = "paf <paf@localhost>"
+// DefaultAuthor is the identity of commits made without an author given
+// (PublishOptions.Author, storage.GitConfig.Author).
+const DefaultAuthor = "paf <paf@localhost>"
 
 // Publish commits the content of dir on top of the remote branch and pushes
 // it, without forcing: the branch is created when it does not exist, and a
@@ -103,11 +104,11 @@ func publish(ctx context.Context, dir string, opts PublishOptions) (commit strin
 	}
 	author := opts.Author
 	if author == "" {
-		author = defaultAuthor
+		author = DefaultAuthor
 	}
-	sig, err := parseAuthor(author)
+	sig, err := ParseAuthor(author)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("gitsource: %w", err)
 	}
 	msg := opts.Message
 	if msg == "" {
@@ -221,11 +222,12 @@ func hasBranches(refs map[plumbing.ReferenceName]*plumbing.Reference) bool {
 
 var authorRE = regexp.MustCompile(`^\s*([^<>]*?)\s*<([^<>\s]*)>\s*$`)
 
-// parseAuthor parses "Name <email>".
-func parseAuthor(s string) (object.Signature, error) {
+// ParseAuthor parses a commit author, "Name <email>"; the error names
+// what was given and what is wanted, for the caller to prefix.
+func ParseAuthor(s string) (object.Signature, error) {
 	m := authorRE.FindStringSubmatch(s)
 	if m == nil || m[1] == "" || m[2] == "" {
-		return object.Signature{}, fmt.Errorf("gitsource: author %q: want \"Name <email>\"", s)
+		return object.Signature{}, fmt.Errorf("author %q: want \"Name <email>\"", s)
 	}
 	return object.Signature{Name: m[1], Email: m[2]}, nil
 }

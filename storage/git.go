@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -120,8 +119,6 @@ var (
 	_ certmagic.LockLeaseRenewer = (*Git)(nil)
 )
 
-var authorRE = regexp.MustCompile(`^\s*([^<>]*?)\s*<([^<>\s]*)>\s*$`)
-
 // OpenGit opens (or clones) the local copy of cfg.Remote and brings it up
 // to date. With the remote unreachable it serves the existing clone, with a
 // warning; with no clone either it fails. An empty remote, or one without
@@ -136,11 +133,11 @@ func OpenGit(ctx context.Context, cfg GitConfig) (*Git, error) {
 	}
 	author := cfg.Author
 	if author == "" {
-		author = "paf <paf@localhost>"
+		author = gitsource.DefaultAuthor
 	}
-	m := authorRE.FindStringSubmatch(author)
-	if m == nil || m[1] == "" || m[2] == "" {
-		return nil, fmt.Errorf("storage: git: author %q: want \"Name <email>\"", author)
+	sig, err := gitsource.ParseAuthor(author)
+	if err != nil {
+		return nil, fmt.Errorf("storage: git: %w", err)
 	}
 	if cfg.LockLease < 0 || cfg.FetchInterval < 0 {
 		return nil, errors.New("storage: git: negative LockLease or FetchInterval")
@@ -168,7 +165,7 @@ func OpenGit(ctx context.Context, cfg GitConfig) (*Git, error) {
 	g := &Git{
 		access:   access,
 		dir:      dir,
-		sig:      object.Signature{Name: m[1], Email: m[2]},
+		sig:      sig,
 		who:      fmt.Sprintf("%s pid %d #%s", host, os.Getpid(), newToken()[:6]),
 		lease:    cfg.LockLease,
 		interval: cfg.FetchInterval,
