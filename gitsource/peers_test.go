@@ -5,13 +5,11 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"io/fs"
 	"net/http/cgi"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 
 	"github.com/pafhq/paf/internal/testpeer"
@@ -21,12 +19,8 @@ import (
 // and the repository URL.
 func startGitDaemon(t *testing.T, f *fixture) (stop func(), url string) {
 	t.Helper()
-	daemon := testpeer.Need(t, "git-daemon")
-	port := freePort(t)
-	stop = testpeer.StartDaemon(t, fmt.Sprintf("127.0.0.1:%d", port), daemon,
-		"--reuseaddr", "--base-path="+f.base, "--export-all", "--listen=127.0.0.1",
-		"--port="+strconv.Itoa(port), f.base)
-	return stop, fmt.Sprintf("git://127.0.0.1:%d/remote.git", port)
+	addr, stop := testpeer.GitDaemon(t, f.base)
+	return stop, "git://" + addr + "/remote.git"
 }
 
 func TestGitDaemon(t *testing.T) {

@@ -3,8 +3,6 @@ package route
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -225,7 +223,7 @@ func TestGitStore(t *testing.T) {
 	// only if it still is where the pusher saw it, which the concurrent
 	// writers below rely on. (go-git's in-process file:// server does not
 	// check, so concurrent pushes to a file:// remote can lose updates.)
-	addr := gitDaemon(t, git, dir)
+	addr, _ := testpeer.GitDaemon(t, dir, "--enable=receive-pack")
 	remote, err := gitsource.ParseRemote("git://" + addr + "/routes.git#main")
 	if err != nil {
 		t.Fatal(err)
@@ -282,36 +280,5 @@ func TestGitStore(t *testing.T) {
 	}
 	if out := run(work, "log", "--format=%s"); !strings.Contains(out, "paf route rm b.test") {
 		t.Fatalf("log:\n%s", out)
-	}
-}
-
-// gitDaemon serves the repositories in dir over git:// with push enabled
-// and returns its address.
-func gitDaemon(t *testing.T, git, dir string) string {
-	t.Helper()
-	testpeer.Need(t, "git-daemon")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	cmd := exec.Command(git, "daemon", "--reuseaddr", "--export-all", "--enable=receive-pack",
-		"--base-path="+dir, "--listen=127.0.0.1", fmt.Sprintf("--port=%d", port), dir)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	for i := 0; ; i++ {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			return addr
-		}
-		if i == 200 {
-			t.Fatalf("git daemon did not listen on %s: %v", addr, err)
-		}
-		time.Sleep(25 * time.Millisecond)
 	}
 }

@@ -8,13 +8,10 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
-	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -85,17 +82,9 @@ func newRemote(t testing.TB) *remote {
 // serve starts git daemon with pushes enabled on a free loopback port.
 func (r *remote) serve(t testing.TB) {
 	t.Helper()
-	daemon := testpeer.Need(t, "git-daemon")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	r.stop = testpeer.StartDaemon(t, fmt.Sprintf("127.0.0.1:%d", port), daemon,
-		"--reuseaddr", "--base-path="+r.base, "--export-all", "--enable=receive-pack",
-		"--listen=127.0.0.1", "--port="+strconv.Itoa(port), r.base)
-	r.url = fmt.Sprintf("git://127.0.0.1:%d/certs.git", port)
+	addr, stop := testpeer.GitDaemon(t, r.base, "--enable=receive-pack")
+	r.stop = stop
+	r.url = "git://" + addr + "/certs.git"
 }
 
 // head returns the bare repository's main, or "" when it has none.

@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -38,37 +37,8 @@ const clusterPass = "cluster passphrase, shared by all"
 // rely on.
 func pushDaemon(t *testing.T, base string) (url string, stop func()) {
 	t.Helper()
-	bin := testpeer.Need(t, "git-daemon")
-	p := pebbletest.FreePort(t)
-	cmd := exec.Command(bin, "--reuseaddr", "--export-all", "--enable=receive-pack",
-		"--base-path="+base, "--listen=127.0.0.1", "--port="+strconv.Itoa(p), base)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // so that stop ends the per-connection children too
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			cmd.Wait()
-		})
-	}
-	t.Cleanup(stop)
-	addr := "127.0.0.1:" + strconv.Itoa(p)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			return "git://" + addr + "/", stop
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("git daemon not listening on %s: %v\n%s", addr, err, out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	addr, stop := testpeer.GitDaemon(t, base, "--enable=receive-pack")
+	return "git://" + addr + "/", stop
 }
 
 // switchRelay listens on the port where Pebble validates one challenge

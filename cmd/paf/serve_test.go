@@ -70,30 +70,8 @@ func (r *gitRepo) commit(files map[string]string) string {
 // returns a stop function for tests that take the remote down early.
 func gitDaemon(t *testing.T, base string) (url string, stop func()) {
 	t.Helper()
-	bin := testpeer.Need(t, "git-daemon")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cmd := exec.Command(bin, "--reuseaddr", "--export-all", "--base-path="+base,
-		"--listen=127.0.0.1", "--port="+port(t, addr), base)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	stop = func() { once.Do(func() { cmd.Process.Kill(); cmd.Wait() }) }
-	t.Cleanup(stop)
-	for i := 0; i < 100; i++ {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return "git://" + addr + "/", stop
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatal("git daemon did not start listening")
-	return "", nil
+	addr, stop := testpeer.GitDaemon(t, base)
+	return "git://" + addr + "/", stop
 }
 
 func TestServeDemo(t *testing.T) {

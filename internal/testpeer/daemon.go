@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"os/exec"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -67,4 +68,25 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// GitDaemon serves the repositories under base over git:// on a free
+// loopback port, through StartDaemon (so that the children it forks per
+// connection end with it), with extra options (--enable=receive-pack for
+// pushes) before base. It returns the address, host:port, and StartDaemon's
+// stop function.
+func GitDaemon(t testing.TB, base string, extra ...string) (addr string, stop func()) {
+	t.Helper()
+	bin := Need(t, "git-daemon")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	args := []string{"--reuseaddr", "--export-all", "--base-path=" + base,
+		"--listen=127.0.0.1", "--port=" + strconv.Itoa(port)}
+	args = append(append(args, extra...), base)
+	addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	return addr, StartDaemon(t, addr, bin, args...)
 }
