@@ -20,11 +20,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/certmagic"
+	"github.com/pafhq/paf/internal/testpeer"
 	"go.uber.org/zap"
 )
 
@@ -272,7 +272,7 @@ func TestACMEManualPrecedence(t *testing.T) {
 		}
 	}
 
-	logBuf := &lockedBuffer{}
+	logBuf := &testpeer.SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logBuf, nil))
 	a, err := NewACME(ctx, ACMEConfig{Hostnames: []string{"Manual.Example", "manual.example"}, Storage: st, Logger: log})
 	if err != nil {
@@ -318,23 +318,4 @@ func TestACMEZapBridge(t *testing.T) {
 			t.Errorf("%s = %v (%T), want %v", k, rec[k], rec[k], v)
 		}
 	}
-}
-
-// lockedBuffer is a bytes.Buffer safe for concurrent writes and reads, for
-// logs written by background goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

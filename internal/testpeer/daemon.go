@@ -18,7 +18,7 @@ import (
 func StartDaemon(t testing.TB, addr string, name string, args ...string) (stop func()) {
 	t.Helper()
 	cmd := exec.Command(name, args...)
-	var out syncBuffer
+	var out SyncBuffer
 	cmd.Stderr = &out
 	cmd.Stdout = &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -52,19 +52,22 @@ func StartDaemon(t testing.TB, addr string, name string, args ...string) (stop f
 	}
 }
 
-// syncBuffer collects a process's output for the failure message.
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for concurrent writes and reads: a
+// peer process's output, or a logger's written by background goroutines.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+// Write appends p.
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+// String returns what was written so far.
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
