@@ -29,7 +29,7 @@ func cachedBlobs(t *testing.T, s *Source) []string {
 
 // blobID returns the blob id of path in commit, as git has it.
 func (f *fixture) blobID(commit, path string) string {
-	return f.g.run(f.work, "rev-parse", commit+":"+path)
+	return f.g.Run(f.work, "rev-parse", commit+":"+path)
 }
 
 // TestBlobCacheCollected checks that serving a new version deletes the

@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -27,45 +26,10 @@ import (
 // file exercises the blob cache.
 const testLargeFile = 64 << 10
 
-// gitRunner runs the git binary with a configuration isolated from the
-// machine's.
-type gitRunner struct {
-	t    testing.TB
-	bin  string
-	home string
-}
+// gitRunner runs the git binary isolated from the machine's configuration.
+type gitRunner = testpeer.Git
 
-func newGit(t testing.TB) *gitRunner {
-	t.Helper()
-	return &gitRunner{t: t, bin: testpeer.Need(t, "git"), home: t.TempDir()}
-}
-
-func (g *gitRunner) env() []string {
-	return append(os.Environ(),
-		"HOME="+g.home,
-		"GIT_CONFIG_NOSYSTEM=1",
-		"GIT_CONFIG_GLOBAL=/dev/null",
-		"GIT_AUTHOR_NAME=Test", "GIT_AUTHOR_EMAIL=test@example.org",
-		"GIT_COMMITTER_NAME=Test", "GIT_COMMITTER_EMAIL=test@example.org",
-		"GIT_TERMINAL_PROMPT=0",
-	)
-}
-
-// run runs git in dir and returns its trimmed output, failing the test on
-// error.
-func (g *gitRunner) run(dir string, args ...string) string {
-	g.t.Helper()
-	cmd := exec.Command(g.bin, args...)
-	cmd.Dir = dir
-	cmd.Env = g.env()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		g.t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
-	}
-	return strings.TrimSpace(string(out))
-}
+func newGit(t testing.TB) *gitRunner { return testpeer.NewGit(t) }
 
 // fixture is a work tree and the bare repository it pushes to.
 type fixture struct {
@@ -83,7 +47,7 @@ func newFixture(t testing.TB) *fixture {
 	root := t.TempDir()
 	f := &fixture{g: g, work: filepath.Join(root, "work"), base: filepath.Join(root, "srv")}
 	f.bare = filepath.Join(f.base, "remote.git")
-	g.run(root, "init", "-q", "-b", "main", f.work)
+	g.Run(root, "init", "-q", "-b", "main", f.work)
 	big := make([]byte, 3*testLargeFile+17)
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range big {
@@ -111,46 +75,46 @@ func newFixture(t testing.TB) *fixture {
 	if err := os.MkdirAll(f.base, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	g.run(root, "clone", "-q", "--bare", f.work, f.bare)
+	g.Run(root, "clone", "-q", "--bare", f.work, f.bare)
 	return f
 }
 
 // write writes files relative to the work tree.
 func (f *fixture) write(files map[string]string) {
-	f.g.t.Helper()
+	f.g.T.Helper()
 	for name, content := range files {
 		p := filepath.Join(f.work, name)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			f.g.t.Fatal(err)
+			f.g.T.Fatal(err)
 		}
 		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			f.g.t.Fatal(err)
+			f.g.T.Fatal(err)
 		}
 	}
 }
 
 // commit commits everything in the work tree and returns the commit id.
 func (f *fixture) commit(msg string) string {
-	f.g.t.Helper()
-	f.g.run(f.work, "add", "-A")
-	f.g.run(f.work, "commit", "-q", "--allow-empty", "-m", msg)
-	return f.g.run(f.work, "rev-parse", "HEAD")
+	f.g.T.Helper()
+	f.g.Run(f.work, "add", "-A")
+	f.g.Run(f.work, "commit", "-q", "--allow-empty", "-m", msg)
+	return f.g.Run(f.work, "rev-parse", "HEAD")
 }
 
 // push pushes main to the bare repository, forced if force.
 func (f *fixture) push(force bool) {
-	f.g.t.Helper()
+	f.g.T.Helper()
 	args := []string{"push", "-q", f.bare, "main"}
 	if force {
 		args = append(args, "--force")
 	}
-	f.g.run(f.work, args...)
+	f.g.Run(f.work, args...)
 }
 
 // head returns the bare repository's main.
 func (f *fixture) head() string {
-	f.g.t.Helper()
-	return f.g.run(f.bare, "rev-parse", "refs/heads/main")
+	f.g.T.Helper()
+	return f.g.Run(f.bare, "rev-parse", "refs/heads/main")
 }
 
 // newSource makes a Source with a fresh data dir.

@@ -69,11 +69,11 @@ func TestGitDaemon(t *testing.T) {
 func startHTTPBackend(t *testing.T, f *fixture, tls bool) *httptest.Server {
 	t.Helper()
 	backend := testpeer.Need(t, "git-http-backend")
-	f.g.run(f.bare, "config", "http.receivepack", "true")
+	f.g.Run(f.bare, "config", "http.receivepack", "true")
 	h := &cgi.Handler{
 		Path:       backend,
 		Root:       "/",
-		Env:        []string{"GIT_PROJECT_ROOT=" + f.base, "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1", "HOME=" + f.g.home},
+		Env:        []string{"GIT_PROJECT_ROOT=" + f.base, "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1", "HOME=" + f.g.Home},
 		InheritEnv: []string{"PATH"},
 	}
 	var srv *httptest.Server

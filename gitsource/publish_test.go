@@ -96,7 +96,7 @@ func TestPublish(t *testing.T) {
 		t.Run(transport, func(t *testing.T) {
 			f := &fixture{g: g, base: t.TempDir()}
 			f.bare = filepath.Join(f.base, "remote.git")
-			g.run(f.base, "init", "-q", "--bare", "-b", "main", f.bare)
+			g.Run(f.base, "init", "-q", "--bare", "-b", "main", f.bare)
 			url := "file://" + f.bare
 			if transport == "http" {
 				url = startHTTPBackend(t, f, false).URL + "/remote.git"
@@ -113,18 +113,18 @@ func TestPublish(t *testing.T) {
 			if err != nil {
 				t.Fatalf("first Publish: %v", err)
 			}
-			if got := g.run(f.bare, "rev-parse", "main"); got != c1 {
+			if got := g.Run(f.bare, "rev-parse", "main"); got != c1 {
 				t.Fatalf("main = %s, want %s", got, c1)
 			}
-			if got := g.run(f.bare, "log", "-1", "--format=%an <%ae>|%s", "main"); got != "paf <paf@localhost>|first" {
+			if got := g.Run(f.bare, "log", "-1", "--format=%an <%ae>|%s", "main"); got != "paf <paf@localhost>|first" {
 				t.Errorf("commit author|subject = %q", got)
 			}
-			if mode := g.run(f.bare, "ls-tree", "main", "run.sh"); !strings.HasPrefix(mode, "100755 ") {
+			if mode := g.Run(f.bare, "ls-tree", "main", "run.sh"); !strings.HasPrefix(mode, "100755 ") {
 				t.Errorf("run.sh tree entry %q, want mode 100755", mode)
 			}
-			g.run(f.bare, "fsck", "--strict")
+			g.Run(f.bare, "fsck", "--strict")
 			clone := filepath.Join(t.TempDir(), "clone")
-			g.run(f.base, "clone", "-q", "-b", "main", url, clone)
+			g.Run(f.base, "clone", "-q", "-b", "main", url, clone)
 			compareDirs(t, v1, clone)
 
 			// Second publish: a child commit.
@@ -133,13 +133,13 @@ func TestPublish(t *testing.T) {
 			if err != nil {
 				t.Fatalf("second Publish: %v", err)
 			}
-			if got := g.run(f.bare, "rev-parse", "main^"); got != c1 {
+			if got := g.Run(f.bare, "rev-parse", "main^"); got != c1 {
 				t.Errorf("parent of %s = %s, want %s", c2, got, c1)
 			}
-			if got := g.run(f.bare, "log", "-1", "--format=%an <%ae>", "main"); got != "Ada <ada@example.org>" {
+			if got := g.Run(f.bare, "log", "-1", "--format=%an <%ae>", "main"); got != "Ada <ada@example.org>" {
 				t.Errorf("author = %q", got)
 			}
-			g.run(clone, "pull", "-q")
+			g.Run(clone, "pull", "-q")
 			compareDirs(t, v2, clone)
 
 			// Same content: nothing new.
@@ -147,7 +147,7 @@ func TestPublish(t *testing.T) {
 			if !errors.Is(err, ErrNothingToPublish) || c3 != c2 {
 				t.Errorf("identical Publish = %s, %v; want %s, ErrNothingToPublish", c3, err, c2)
 			}
-			if got := g.run(f.bare, "rev-parse", "main"); got != c2 {
+			if got := g.Run(f.bare, "rev-parse", "main"); got != c2 {
 				t.Errorf("main moved to %s", got)
 			}
 
@@ -164,10 +164,10 @@ func TestPublish(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Publish with AllowEmpty: %v", err)
 			}
-			if got := g.run(f.bare, "ls-tree", "-r", ce); got != "" {
+			if got := g.Run(f.bare, "ls-tree", "-r", ce); got != "" {
 				t.Errorf("empty publish has tree %q", got)
 			}
-			if got := g.run(f.bare, "rev-parse", "main"); got != c2 {
+			if got := g.Run(f.bare, "rev-parse", "main"); got != c2 {
 				t.Errorf("publishing to blank moved main to %s", got)
 			}
 		})
@@ -207,7 +207,7 @@ func TestPublishOntoExisting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := f.g.run(f.bare, "rev-parse", c+"^"); got != old {
+	if got := f.g.Run(f.bare, "rev-parse", c+"^"); got != old {
 		t.Errorf("parent = %s, want %s", got, old)
 	}
 }

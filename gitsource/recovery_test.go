@@ -98,7 +98,7 @@ func TestFailedFetchKeepsCached(t *testing.T) {
 	f := newFixture(t)
 	s := newSource(t, Remote{URL: f.bare, Branch: "main"}, Auth{})
 	served := fetch(t, s).Revision
-	f.g.run(f.bare, "branch", "-q", "-m", "main", "other")
+	f.g.Run(f.bare, "branch", "-q", "-m", "main", "other")
 	_, err := s.Fetch(context.Background())
 	wantErr(t, err, ErrBranchNotFound, "main")
 	os.RemoveAll(f.bare)

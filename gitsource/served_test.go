@@ -151,11 +151,11 @@ func TestIsLocalError(t *testing.T) {
 // away and cloned again from the failing remote, and Cached still serves.
 func TestRemote502NoReclone(t *testing.T) {
 	f := newFixture(t)
-	f.g.run(f.bare, "config", "http.receivepack", "true")
+	f.g.Run(f.bare, "config", "http.receivepack", "true")
 	next := &cgi.Handler{
 		Path:       testpeer.Need(t, "git-http-backend"),
 		Root:       "/",
-		Env:        []string{"GIT_PROJECT_ROOT=" + f.base, "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1", "HOME=" + f.g.home},
+		Env:        []string{"GIT_PROJECT_ROOT=" + f.base, "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1", "HOME=" + f.g.Home},
 		InheritEnv: []string{"PATH"},
 	}
 	var failing atomic.Bool

@@ -98,7 +98,7 @@ func TestFetchFile(t *testing.T) {
 			if want := "git " + r.URL + "#main"; tree.Source != want {
 				t.Errorf("Source = %q, want %q", tree.Source, want)
 			}
-			ct := f.g.run(f.bare, "log", "-1", "--format=%ct", "main")
+			ct := f.g.Run(f.bare, "log", "-1", "--format=%ct", "main")
 			if got := tree.Time.Unix(); ct != "" && got != mustAtoi(t, ct) {
 				t.Errorf("Time = %d, want committer time %s", got, ct)
 			}
@@ -142,7 +142,7 @@ func TestFetchUpdates(t *testing.T) {
 	}
 
 	// A force-push (rewritten history) still updates.
-	f.g.run(f.work, "reset", "-q", "--hard", "HEAD~1")
+	f.g.Run(f.work, "reset", "-q", "--hard", "HEAD~1")
 	f.write(map[string]string{"index.html": "<h1>rewritten</h1>\n", "big.bin": strings.Repeat("z", 2*testLargeFile)})
 	f.commit("rewritten")
 	f.push(true)
@@ -182,14 +182,14 @@ func readEntry(t testing.TB, tree *site.Tree, path string) string {
 
 func TestFetchBranch(t *testing.T) {
 	f := newFixture(t)
-	f.g.run(f.work, "checkout", "-q", "-b", "pages")
+	f.g.Run(f.work, "checkout", "-q", "-b", "pages")
 	f.write(map[string]string{"pages.txt": "on pages\n"})
 	f.commit("pages")
-	f.g.run(f.work, "push", "-q", f.bare, "pages")
+	f.g.Run(f.work, "push", "-q", f.bare, "pages")
 
 	s := newSource(t, Remote{URL: f.bare, Branch: "pages"}, Auth{})
 	tree := fetch(t, s)
-	checkTree(t, tree, f.work, f.g.run(f.bare, "rev-parse", "pages"))
+	checkTree(t, tree, f.work, f.g.Run(f.bare, "rev-parse", "pages"))
 	if !strings.HasSuffix(tree.Source, "#pages") {
 		t.Errorf("Source = %q", tree.Source)
 	}

@@ -190,7 +190,7 @@ func TestSSH(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Publish: %v", err)
 		}
-		if got := f.g.run(f.bare, "rev-parse", "ssh-pub"); got != c {
+		if got := f.g.Run(f.bare, "rev-parse", "ssh-pub"); got != c {
 			t.Errorf("remote ssh-pub = %s, want %s", got, c)
 		}
 	})

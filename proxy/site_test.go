@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -35,19 +34,9 @@ func (h countHandler) WithGroup(string) slog.Handler      { return h }
 // committing index.html to it.
 func siteRepo(t *testing.T) (bare string, commit func(body string)) {
 	t.Helper()
-	git := testpeer.Need(t, "git")
 	dir := t.TempDir()
 	bare, work := filepath.Join(dir, "site.git"), filepath.Join(dir, "work")
-	run := func(dir string, args ...string) {
-		t.Helper()
-		cmd := exec.Command(git, args...)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
-			"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com", "GIT_CONFIG_GLOBAL=/dev/null")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-	}
+	run := testpeer.NewGit(t).Run
 	run(dir, "init", "-q", "--bare", "-b", "main", bare)
 	run(dir, "init", "-q", "-b", "main", work)
 	return bare, func(body string) {

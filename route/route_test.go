@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -204,20 +203,9 @@ func TestLoadDirBrokenFileKeepsNothing(t *testing.T) {
 // TestGitStore edits routes in a bare repository with real git as the
 // other side: changes from git and from concurrent GitStores all land.
 func TestGitStore(t *testing.T) {
-	git := testpeer.Need(t, "git")
 	dir := t.TempDir()
 	bare := filepath.Join(dir, "routes.git")
-	run := func(d string, args ...string) string {
-		t.Helper()
-		cmd := exec.Command(git, args...)
-		cmd.Dir = d
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@t", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@t")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-		return string(out)
-	}
+	run := testpeer.NewGit(t).Run
 	run(dir, "init", "-q", "--bare", "-b", "main", bare)
 	// A real git receive-pack behind git daemon: it updates the branch
 	// only if it still is where the pusher saw it, which the concurrent

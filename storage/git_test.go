@@ -66,7 +66,7 @@ func TestCluster(t *testing.T) {
 	if !contains(log, "add certificates/ca/a.example/a.example.key (private key,") {
 		t.Errorf("no commit message naming the key:\n%s", strings.Join(log, "\n"))
 	}
-	if body := r.g.run(r.bare, "log", "-1", "--format=%an <%ae>%n%s", "main"); !strings.Contains(body, "paf <paf@localhost>") || !strings.Contains(body, "pid "+strconv.Itoa(os.Getpid())) {
+	if body := r.g.Run(r.bare, "log", "-1", "--format=%an <%ae>%n%s", "main"); !strings.Contains(body, "paf <paf@localhost>") || !strings.Contains(body, "pid "+strconv.Itoa(os.Getpid())) {
 		t.Errorf("commit author and body = %q; want paf's identity, host and pid", body)
 	}
 	if strings.Contains(r.everything(), "PRIVATE KEY") {
@@ -237,7 +237,7 @@ func TestLockOwnPushAccepted(t *testing.T) {
 	pushLock := func(name, holder, token string) {
 		t.Helper()
 		work := t.TempDir()
-		r.g.run(work, "clone", "-q", r.bare, ".")
+		r.g.Run(work, "clone", "-q", r.bare, ".")
 		now := time.Now()
 		b, err := json.Marshal(lockFile{Holder: holder, Token: token, Acquired: now, Expires: now.Add(time.Hour)})
 		if err != nil {
@@ -248,9 +248,9 @@ func TestLockOwnPushAccepted(t *testing.T) {
 		if err := os.WriteFile(p, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		r.g.run(work, "add", "-A")
-		r.g.run(work, "commit", "-q", "-m", "lock "+name)
-		r.g.run(work, "push", "-q", "origin", "HEAD:main")
+		r.g.Run(work, "add", "-A")
+		r.g.Run(work, "commit", "-q", "-m", "lock "+name)
+		r.g.Run(work, "push", "-q", "origin", "HEAD:main")
 	}
 	for _, tt := range []struct {
 		name   string
@@ -333,7 +333,7 @@ func TestCorrupt(t *testing.T) {
 	}
 	// Damage files with the git CLI, as a person or a bug might.
 	work := t.TempDir()
-	r.g.run(work, "clone", "-q", r.bare, ".")
+	r.g.Run(work, "clone", "-q", r.bare, ".")
 	enc, err := os.ReadFile(filepath.Join(work, "certificates/ca/a/a.key"))
 	if err != nil {
 		t.Fatal(err)
@@ -354,9 +354,9 @@ func TestCorrupt(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r.g.run(work, "add", "-A")
-	r.g.run(work, "commit", "-q", "-m", "damage")
-	r.g.run(work, "push", "-q", "origin", "HEAD:main")
+	r.g.Run(work, "add", "-A")
+	r.g.Run(work, "commit", "-q", "-m", "damage")
+	r.g.Run(work, "push", "-q", "origin", "HEAD:main")
 	if err := g.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -377,8 +377,8 @@ func TestCorrupt(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(work, KeyringKey), []byte("-----BEGIN AGE ENCRYPTED FILE-----\nAAAA\n-----END AGE ENCRYPTED FILE-----\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r.g.run(work, "commit", "-q", "-am", "damage keyring")
-	r.g.run(work, "push", "-q", "origin", "HEAD:main")
+	r.g.Run(work, "commit", "-q", "-am", "damage keyring")
+	r.g.Run(work, "push", "-q", "origin", "HEAD:main")
 	_, err = encrypt(ctx, openGit(t, r, "c", "", 2*time.Second), []byte("pass"), testWorkFactor)
 	if !errors.Is(err, ErrCorrupt) || errors.Is(err, ErrWrongPassphrase) {
 		t.Errorf("Encrypt with a damaged keyring: %v; want ErrCorrupt", err)
@@ -459,10 +459,10 @@ func TestBranchCreated(t *testing.T) {
 		}
 		g.Close()
 	}
-	if out := r.g.run(r.bare, "show", "main:on-main.json"); out != "{}" {
+	if out := r.g.Run(r.bare, "show", "main:on-main.json"); out != "{}" {
 		t.Errorf("branch main holds %q", out)
 	}
-	if out := r.g.run(r.bare, "ls-tree", "--name-only", "certs"); out != "on-certs.json" {
+	if out := r.g.Run(r.bare, "ls-tree", "--name-only", "certs"); out != "on-certs.json" {
 		t.Errorf("branch certs holds %q, want only on-certs.json", out)
 	}
 }

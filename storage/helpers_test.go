@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -9,7 +8,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"log/slog"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -26,40 +24,9 @@ import (
 const testWorkFactor = 10
 
 // gitRunner runs the git binary isolated from the machine's configuration.
-type gitRunner struct {
-	t    testing.TB
-	bin  string
-	home string
-}
+type gitRunner = testpeer.Git
 
-func newGitRunner(t testing.TB) *gitRunner {
-	t.Helper()
-	g := &gitRunner{t: t, bin: testpeer.Need(t, "git"), home: t.TempDir()}
-	// An empty global configuration of our own, rather than /dev/null,
-	// which other processes on a shared machine may have damaged.
-	if err := os.WriteFile(filepath.Join(g.home, "gitconfig"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return g
-}
-
-func (g *gitRunner) run(dir string, args ...string) string {
-	g.t.Helper()
-	cmd := exec.Command(g.bin, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(),
-		"HOME="+g.home, "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL="+filepath.Join(g.home, "gitconfig"),
-		"GIT_AUTHOR_NAME=Test", "GIT_AUTHOR_EMAIL=test@example.org",
-		"GIT_COMMITTER_NAME=Test", "GIT_COMMITTER_EMAIL=test@example.org",
-		"GIT_TERMINAL_PROMPT=0")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		g.t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
-	}
-	return strings.TrimSpace(string(out))
-}
+func newGitRunner(t testing.TB) *gitRunner { return testpeer.NewGit(t) }
 
 // remote is an empty bare repository, served by git daemon when started.
 type remote struct {
@@ -75,7 +42,7 @@ func newRemote(t testing.TB) *remote {
 	g := newGitRunner(t)
 	base := t.TempDir()
 	bare := filepath.Join(base, "certs.git")
-	g.run(base, "init", "--bare", "--initial-branch=main", bare)
+	g.Run(base, "init", "--bare", "--initial-branch=main", bare)
 	return &remote{g: g, base: base, bare: bare, url: "file://" + bare}
 }
 
@@ -89,7 +56,7 @@ func (r *remote) serve(t testing.TB) {
 
 // head returns the bare repository's main, or "" when it has none.
 func (r *remote) head() string {
-	cmd := exec.Command(r.g.bin, "rev-parse", "--verify", "-q", "refs/heads/main")
+	cmd := exec.Command(r.g.Bin, "rev-parse", "--verify", "-q", "refs/heads/main")
 	cmd.Dir = r.bare
 	out, _ := cmd.Output()
 	return strings.TrimSpace(string(out))
@@ -100,7 +67,7 @@ func (r *remote) log() []string {
 	if r.head() == "" {
 		return nil
 	}
-	return strings.Split(r.g.run(r.bare, "log", "--format=%s", "main"), "\n")
+	return strings.Split(r.g.Run(r.bare, "log", "--format=%s", "main"), "\n")
 }
 
 // everything returns the bytes of every object in the bare repository,
@@ -108,9 +75,9 @@ func (r *remote) log() []string {
 func (r *remote) everything() string {
 	var b strings.Builder
 	if r.head() != "" {
-		b.WriteString(r.g.run(r.bare, "log", "-p", "--all"))
+		b.WriteString(r.g.Run(r.bare, "log", "-p", "--all"))
 	}
-	b.WriteString(r.g.run(r.bare, "cat-file", "--batch-all-objects", "--batch", "--unordered"))
+	b.WriteString(r.g.Run(r.bare, "cat-file", "--batch-all-objects", "--batch", "--unordered"))
 	return b.String()
 }
 

@@ -3,8 +3,11 @@ package testpeer
 import (
 	"bytes"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -92,4 +95,49 @@ func GitDaemon(t testing.TB, base string, extra ...string) (addr string, stop fu
 	args = append(append(args, extra...), base)
 	addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	return addr, StartDaemon(t, addr, bin, args...)
+}
+
+// Git runs the git binary for tests, isolated from the machine's
+// configuration (a HOME of its own, an empty global configuration file
+// rather than /dev/null, which another process on a shared machine may
+// have damaged, no system configuration) and with a fixed identity.
+type Git struct {
+	T    testing.TB
+	Bin  string
+	Home string
+}
+
+// NewGit finds git (through Need) and makes its HOME.
+func NewGit(t testing.TB) *Git {
+	t.Helper()
+	g := &Git{T: t, Bin: Need(t, "git"), Home: t.TempDir()}
+	if err := os.WriteFile(filepath.Join(g.Home, "gitconfig"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// Env is the environment git runs with.
+func (g *Git) Env() []string {
+	return append(os.Environ(),
+		"HOME="+g.Home, "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL="+filepath.Join(g.Home, "gitconfig"),
+		"GIT_AUTHOR_NAME=Test", "GIT_AUTHOR_EMAIL=test@example.org",
+		"GIT_COMMITTER_NAME=Test", "GIT_COMMITTER_EMAIL=test@example.org",
+		"GIT_TERMINAL_PROMPT=0")
+}
+
+// Run runs git in dir and returns its trimmed standard output, failing the
+// test with git's error output on failure.
+func (g *Git) Run(dir string, args ...string) string {
+	g.T.Helper()
+	cmd := exec.Command(g.Bin, args...)
+	cmd.Dir = dir
+	cmd.Env = g.Env()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		g.T.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return strings.TrimSpace(string(out))
 }
