@@ -341,11 +341,12 @@ func (s *Server) httpsPort() int {
 	return 443
 }
 
-// newHTTPServer returns an http.Server with the configured limits.
+// newHTTPServer returns an http.Server serving h, with the send timeout
+// and the access log around it, and the configured limits.
 func (s *Server) newHTTPServer(ctx context.Context, h http.Handler, protos *http.Protocols) *http.Server {
 	cfg := &s.cfg
 	hs := &http.Server{
-		Handler:           h,
+		Handler:           accessLog(guard(h, cfg.SendTimeout), cfg.Logger),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		WriteTimeout:      cfg.WriteTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
@@ -403,7 +404,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		protos.SetHTTP1(true)
 		protos.SetHTTP2(true)
 		hsl = newHandshakeListener(s.httpsLn, s.tlsConfig(), s.cfg.TLSHandshakeTimeout, s.h1Limits(), s.cfg.Logger)
-		servers = append(servers, running{s.newHTTPServer(ctx, accessLog(guard(h, s.cfg.SendTimeout), s.cfg.Logger), protos), hsl, "--https"})
+		servers = append(servers, running{s.newHTTPServer(ctx, h, protos), hsl, "--https"})
 	}
 	if s.httpLn != nil {
 		h := s.cfg.Handler
@@ -414,7 +415,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		protos.SetHTTP1(true)
 		protos.SetUnencryptedHTTP2(s.cfg.H2C)
 		ln := &h1Listener{Listener: s.httpLn, lim: s.h1Limits()}
-		servers = append(servers, running{s.newHTTPServer(ctx, accessLog(guard(h, s.cfg.SendTimeout), s.cfg.Logger), protos), ln, "--http"})
+		servers = append(servers, running{s.newHTTPServer(ctx, h, protos), ln, "--http"})
 	}
 
 	errc := make(chan error, len(servers))
