@@ -141,3 +141,23 @@ func (c certFlagSet) storedManualIn(ctx context.Context, st *openedStore, log *s
 	}
 	return certs.LoadStoredManual(ctx, st, log)
 }
+
+// loadTLSCerts loads the --tls-cert/--tls-key pairs, nil when none are
+// given.
+func loadTLSCerts(certFiles, keyFiles []string) (*certs.Manual, error) {
+	if len(certFiles) != len(keyFiles) {
+		return nil, usageErr("--tls-cert and --tls-key: give them in pairs (%d certificates, %d keys)", len(certFiles), len(keyFiles))
+	}
+	if len(certFiles) == 0 {
+		return nil, nil
+	}
+	pairs := make([]certs.Pair, len(certFiles))
+	for i := range certFiles {
+		pairs[i] = certs.Pair{CertFile: certFiles[i], KeyFile: keyFiles[i]}
+	}
+	m, err := certs.LoadManual(pairs)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert: %w", err)
+	}
+	return m, nil
+}

@@ -109,8 +109,9 @@ func (o *proxyOptions) loader(log *slog.Logger) (route.Loader, error) {
 // one certificate per routed host. store is the certificate store ACME
 // opened (acmeHosts), read for manual certificates; nil when ACME is off.
 func (o *proxyOptions) certificates(ctx context.Context, log *slog.Logger, p *proxy.Proxy, acme certs.Getter, store *openedStore) (certs.Getter, error) {
-	if len(o.tlsCerts) != len(o.tlsKeys) {
-		return nil, usageErr("--tls-cert and --tls-key: give them in pairs (%d certificates, %d keys)", len(o.tlsCerts), len(o.tlsKeys))
+	m, err := loadTLSCerts(o.tlsCerts, o.tlsKeys)
+	if err != nil {
+		return nil, err
 	}
 	c := &proxy.Certificates{Proxy: p}
 	if acme != nil {
@@ -122,15 +123,7 @@ func (o *proxyOptions) certificates(ctx context.Context, log *slog.Logger, p *pr
 	if err != nil {
 		return nil, err
 	}
-	if len(o.tlsCerts) > 0 {
-		pairs := make([]certs.Pair, len(o.tlsCerts))
-		for i := range o.tlsCerts {
-			pairs[i] = certs.Pair{CertFile: o.tlsCerts[i], KeyFile: o.tlsKeys[i]}
-		}
-		m, err := certs.LoadManual(pairs)
-		if err != nil {
-			return nil, fmt.Errorf("--tls-cert: %w", err)
-		}
+	if m != nil {
 		c.Manual = m
 		if stored != nil {
 			c.Manual = certs.ManualFirst(m, stored)

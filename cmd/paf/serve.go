@@ -142,18 +142,11 @@ func (o *serveOptions) certificates(ctx context.Context, log *slog.Logger, https
 	if err != nil {
 		return nil, err
 	}
-	if len(o.tlsCerts) != len(o.tlsKeys) {
-		return nil, usageErr("--tls-cert and --tls-key: give them in pairs (%d certificates, %d keys)", len(o.tlsCerts), len(o.tlsKeys))
+	m, err := loadTLSCerts(o.tlsCerts, o.tlsKeys)
+	if err != nil {
+		return nil, err
 	}
-	if len(o.tlsCerts) > 0 {
-		pairs := make([]certs.Pair, len(o.tlsCerts))
-		for i := range o.tlsCerts {
-			pairs[i] = certs.Pair{CertFile: o.tlsCerts[i], KeyFile: o.tlsKeys[i]}
-		}
-		m, err := certs.LoadManual(pairs)
-		if err != nil {
-			return nil, fmt.Errorf("--tls-cert: %w", err)
-		}
+	if m != nil {
 		return certs.ManualFirst(stored, m), nil
 	}
 	ca, err := certs.OpenLocalCA(filepath.Join(o.dataDir, "ca"))
