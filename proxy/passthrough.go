@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pafhq/paf/internal/acceptq"
 	"github.com/pafhq/paf/route"
 	"github.com/pafhq/paf/stack"
 )
@@ -82,8 +83,7 @@ func (p *Proxy) Listener(inner net.Listener, cfg ListenerConfig) net.Listener {
 	l := &sniListener{
 		inner: inner, p: p, cfg: cfg,
 		ctx: ctx, cancel: cancel,
-		conns:  make(chan net.Conn),
-		errc:   make(chan error, 1),
+		q:      acceptq.New(ctx),
 		splice: map[net.Conn]net.Conn{},
 	}
 	p.listeners.Add(1)
@@ -134,8 +134,7 @@ type sniListener struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	conns  chan net.Conn
-	errc   chan error
+	q      *acceptq.Queue
 	wg     sync.WaitGroup
 	once   sync.Once
 
@@ -145,44 +144,17 @@ type sniListener struct {
 
 func (l *sniListener) acceptLoop() {
 	defer l.wg.Done()
-	var delay time.Duration
-	for {
-		c, err := l.inner.Accept()
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Temporary() && l.ctx.Err() == nil { //nolint:staticcheck // as net/http
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				t := time.NewTimer(delay)
-				select {
-				case <-t.C:
-					continue
-				case <-l.ctx.Done():
-					t.Stop()
-				}
-			}
-			l.errc <- err
-			return
-		}
-		delay = 0
+	l.q.Loop(l.inner, nil, func(c net.Conn) {
 		if !l.p.state.Load().passthrough {
-			l.deliver(c)
-			continue
+			l.q.Deliver(c)
+			return
 		}
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
 			l.route(c)
 		}()
-	}
-}
-
-// deliver hands c to Accept.
-func (l *sniListener) deliver(c net.Conn) {
-	select {
-	case l.conns <- c:
-	case <-l.ctx.Done():
-		c.Close()
-	}
+	})
 }
 
 // errPeeked stops the throwaway TLS server once it has parsed the
@@ -210,7 +182,7 @@ func (l *sniListener) route(c net.Conn) {
 			return
 		}
 	}
-	l.deliver(pc)
+	l.q.Deliver(pc)
 }
 
 // passthrough splices c to a backend of pl, trying the next healthy one
@@ -347,17 +319,7 @@ func closeWrite(c net.Conn) {
 	}
 }
 
-func (l *sniListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case err := <-l.errc:
-		l.errc <- err
-		return nil, err
-	case <-l.ctx.Done():
-		return nil, net.ErrClosed
-	}
-}
+func (l *sniListener) Accept() (net.Conn, error) { return l.q.Accept() }
 
 // Close stops accepting and aborts ClientHello reads at once; passthrough
 // connections get Grace to end, then are cut. It does not wait: Proxy.Wait

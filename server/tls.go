@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/pafhq/paf/internal/acceptq"
 )
 
 // cipherSuites are the TLS 1.2 suites offered: forward-secret key exchange
@@ -95,8 +97,7 @@ type handshakeListener struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	conns  chan net.Conn // *tls.Conn, or an h1Conn around one
-	errc   chan error    // the terminal Accept error, sent once
+	q      *acceptq.Queue // of *tls.Conn, or an h1Conn around one
 	wg     sync.WaitGroup
 	once   sync.Once
 }
@@ -112,42 +113,24 @@ func newHandshakeListener(inner net.Listener, config *tls.Config, timeout time.D
 		log:     log,
 		ctx:     ctx,
 		cancel:  cancel,
-		conns:   make(chan net.Conn),
-		errc:    make(chan error, 1),
+		q:       acceptq.New(ctx),
 	}
 	l.wg.Add(1)
 	go l.acceptLoop()
 	return l
 }
 
-// acceptLoop accepts until the inner listener fails for good, backing off
-// on temporary errors (such as running out of file descriptors) like
-// net/http does.
+// acceptLoop accepts until the inner listener fails for good, logging
+// the temporary errors it backs off on.
 func (l *handshakeListener) acceptLoop() {
 	defer l.wg.Done()
-	var delay time.Duration
-	for {
-		c, err := l.inner.Accept()
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Temporary() && l.ctx.Err() == nil { //nolint:staticcheck // as net/http
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				l.log.LogAttrs(l.ctx, slog.LevelError, "accept error", slog.String("error", err.Error()), slog.Duration("retry", delay))
-				t := time.NewTimer(delay)
-				select {
-				case <-t.C:
-					continue
-				case <-l.ctx.Done():
-					t.Stop()
-				}
-			}
-			l.errc <- err
-			return
-		}
-		delay = 0
+	retry := func(err error, delay time.Duration) {
+		l.log.LogAttrs(l.ctx, slog.LevelError, "accept error", slog.String("error", err.Error()), slog.Duration("retry", delay))
+	}
+	l.q.Loop(l.inner, retry, func(c net.Conn) {
 		l.wg.Add(1)
 		go l.handshake(c)
-	}
+	})
 }
 
 // handshake completes the TLS handshake of c and queues it for Accept.
@@ -172,11 +155,7 @@ func (l *handshakeListener) handshake(c net.Conn) {
 	if p := tc.ConnectionState().NegotiatedProtocol; p == "" || p == "http/1.1" {
 		conn = newH1Conn(tc, l.lim)
 	}
-	select {
-	case l.conns <- conn:
-	case <-l.ctx.Done():
-		tc.Close()
-	}
+	l.q.Deliver(conn)
 }
 
 // looksLikeHTTP reports whether a TLS record header is the start of a plain
@@ -190,17 +169,7 @@ func looksLikeHTTP(hdr [5]byte) bool {
 }
 
 // Accept returns the next connection whose handshake succeeded.
-func (l *handshakeListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case err := <-l.errc:
-		l.errc <- err // keep reporting it
-		return nil, err
-	case <-l.ctx.Done():
-		return nil, net.ErrClosed
-	}
-}
+func (l *handshakeListener) Accept() (net.Conn, error) { return l.q.Accept() }
 
 // Close stops accepting and aborts handshakes in progress.
 func (l *handshakeListener) Close() error {
