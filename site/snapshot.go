@@ -157,10 +157,8 @@ func Build(ctx context.Context, t *Tree, opts Options) (*Snapshot, error) {
 	defer comp.close()
 	b := &builder{
 		snap:      s,
-		opts:      &opts,
 		overrides: opts.mimeOverrides(),
 		large:     opts.largeFile(),
-		paths:     paths,
 		comp:      comp,
 	}
 	resources, err := b.loadAll(ctx, files)
@@ -229,10 +227,8 @@ func Build(ctx context.Context, t *Tree, opts Options) (*Snapshot, error) {
 // builder holds what Build's workers share.
 type builder struct {
 	snap      *Snapshot
-	opts      *Options
 	overrides map[string]string
 	large     int64
-	paths     map[string]*Entry
 	comp      *compressor
 	index     map[string]int
 }
