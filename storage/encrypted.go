@@ -135,22 +135,11 @@ func createKeyring(ctx context.Context, inner certmagic.Storage, passphrase []by
 	sr.SetWorkFactor(logN)
 	plain := fmt.Sprintf("# paf certificate keyring, created %s\n# public key: %s\n%s\n",
 		time.Now().UTC().Format(time.RFC3339), id.Recipient(), id)
-	var buf bytes.Buffer
-	aw := armor.NewWriter(&buf)
-	w, err := age.Encrypt(aw, sr)
-	if err == nil {
-		_, err = io.WriteString(w, plain)
-	}
-	if err == nil {
-		err = w.Close()
-	}
-	if err == nil {
-		err = aw.Close()
-	}
+	sealed, err := armorEncrypt(sr, []byte(plain))
 	if err != nil {
 		return nil, fmt.Errorf("storage: create keyring: encrypt: %w", err)
 	}
-	if err := inner.Store(ctx, KeyringKey, buf.Bytes()); err != nil {
+	if err := inner.Store(ctx, KeyringKey, sealed); err != nil {
 		return nil, fmt.Errorf("storage: create keyring: %w", err)
 	}
 	return id, nil
@@ -201,11 +190,21 @@ func (e *Encrypted) Store(ctx context.Context, key string, value []byte) error {
 	if !secret(key, value) && !isAge(value) {
 		return e.inner.Store(ctx, key, value)
 	}
+	sealed, err := armorEncrypt(e.recipient, value)
+	if err != nil {
+		return fmt.Errorf("storage: store %s: encrypt: %w", key, err)
+	}
+	return e.inner.Store(ctx, key, sealed)
+}
+
+// armorEncrypt encrypts plain to r as an ASCII-armored age file, text
+// that Git diffs and stores like any other.
+func armorEncrypt(r age.Recipient, plain []byte) ([]byte, error) {
 	var buf bytes.Buffer
 	aw := armor.NewWriter(&buf)
-	w, err := age.Encrypt(aw, e.recipient)
+	w, err := age.Encrypt(aw, r)
 	if err == nil {
-		_, err = w.Write(value)
+		_, err = w.Write(plain)
 	}
 	if err == nil {
 		err = w.Close()
@@ -213,10 +212,7 @@ func (e *Encrypted) Store(ctx context.Context, key string, value []byte) error {
 	if err == nil {
 		err = aw.Close()
 	}
-	if err != nil {
-		return fmt.Errorf("storage: store %s: encrypt: %w", key, err)
-	}
-	return e.inner.Store(ctx, key, buf.Bytes())
+	return buf.Bytes(), err
 }
 
 // Load implements certmagic.Storage, decrypting what Store encrypted. A
