@@ -6,7 +6,7 @@ bench_need() {
 	local p
 	for p in "$@"; do
 		command -v "$p" >/dev/null || {
-			echo "bench: $p not found (apt-get install nginx-light caddy haproxy wrk nghttp2-client openssl curl util-linux)" >&2
+			echo "bench: $p not found (apt-get install nginx-light caddy haproxy wrk nghttp2-client openssl curl util-linux linux-perf)" >&2
 			exit 1
 		}
 	done

@@ -19,9 +19,7 @@ export PATH="$PATH:/usr/sbin"
 dur=${1:-${DURATION:-10}}
 conns=${CONNS:-32}
 threads=${THREADS:-2}
-for p in go nginx haproxy wrk openssl curl; do
-	command -v "$p" >/dev/null || { echo "bench: $p not found (apt-get install nginx-light haproxy wrk openssl curl)" >&2; exit 1; }
-done
+bench_need go nginx haproxy wrk openssl curl
 
 tmp=$(mktemp -d)
 pids=()

@@ -48,16 +48,12 @@ files=${FILES:-4k 100k 10m}
 protos=${PROTOS:-http1 https1 h2}
 ncpu=$(nproc)
 pin=${PIN:-$([ "$ncpu" -ge 2 ] && echo 1 || echo 0)}
-for v in "$dur" "$conns" "$h2conns" "$h2streams" "$repeat"; do
-	[[ $v =~ ^[1-9][0-9]*$ ]] || { echo "bench: $v: want a positive integer" >&2; exit 2; }
-done
+bench_posint "$dur" "$conns" "$h2conns" "$h2streams" "$repeat"
 
 need=(go nginx wrk h2load openssl curl python3)
 [ "$pin" = 1 ] && need+=(taskset)
 [ -n "${PERF_DIR:-}" ] && need+=(perf)
-for p in "${need[@]}"; do
-	command -v "$p" >/dev/null || { echo "bench: $p not found (apt-get install nginx-light wrk nghttp2-client openssl curl util-linux linux-perf)" >&2; exit 1; }
-done
+bench_need "${need[@]}"
 
 bench_cpus
 # h2load needs at least one connection per thread.
@@ -85,9 +81,7 @@ head -c 102400 /dev/urandom >"$work/www/100k.bin"
 head -c 10485760 /dev/urandom >"$work/www/10m.bin"
 echo ok >"$work/www/index.html"
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-	-subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
-	-keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+make_cert "$work"
 
 paf_http=$(free_port); paf_https=$(free_port); ngx_http=$(free_port); ngx_https=$(free_port)
 

@@ -8,6 +8,8 @@
 # Usage: bench/stress.sh [WORKERS] [REQUESTS] [CONCURRENCY]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 n=${1:-100} m=${2:-200} c=${3:-16}
 
 work=$(mktemp -d)
@@ -24,7 +26,6 @@ head -c 1024 /dev/urandom >"$work/www/small.bin"
 head -c 1048576 /dev/urandom >"$work/www/large.bin"
 CGO_ENABLED=0 go build -o "$work/paf" ./cmd/paf
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 http=$(free_port) https=$(free_port) h2c=$(free_port)
 "$work/paf" serve --root "$work/www" --data-dir "$work/data" --poll 0 --log-level warn \
 	--http 127.0.0.1:$http --https off 2>"$work/http.log" &
