@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -9,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -168,23 +168,32 @@ func decodeDigest(s string) ([sha256.Size]byte, error) {
 // PinOf returns the pin of a certificate in ParsePin's syntax, to print
 // what a server presents.
 func PinOf(kind PinKind, cert *x509.Certificate) string {
+	return formatPin(kind, pinDigest(kind, cert))
+}
+
+// pinDigest is what a pin of kind compares: the SHA-256 of the public key
+// or of the whole certificate.
+func pinDigest(kind PinKind, cert *x509.Certificate) [sha256.Size]byte {
 	if kind == PinKey {
-		d := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
-		return "key:sha256:" + base64.StdEncoding.EncodeToString(d[:])
+		return sha256.Sum256(cert.RawSubjectPublicKeyInfo)
 	}
-	d := sha256.Sum256(cert.Raw)
-	return "cert:sha256:" + base64.StdEncoding.EncodeToString(d[:])
+	return sha256.Sum256(cert.Raw)
+}
+
+// formatPin writes one digest in ParsePin's syntax.
+func formatPin(kind PinKind, d [sha256.Size]byte) string {
+	prefix := "cert:sha256:"
+	if kind == PinKey {
+		prefix = "key:sha256:"
+	}
+	return prefix + base64.StdEncoding.EncodeToString(d[:])
 }
 
 // String returns the pin in ParsePin's syntax.
 func (p *Pin) String() string {
-	prefix := "cert:sha256:"
-	if p.Kind == PinKey {
-		prefix = "key:sha256:"
-	}
 	parts := make([]string, len(p.Digests))
 	for i, d := range p.Digests {
-		parts[i] = prefix + base64.StdEncoding.EncodeToString(d[:])
+		parts[i] = formatPin(p.Kind, d)
 	}
 	return strings.Join(parts, ",")
 }
@@ -203,20 +212,8 @@ func (p *Pin) verify(cs tls.ConnectionState) error {
 		return errors.New("server sent no certificate")
 	}
 	leaf := cs.PeerCertificates[0]
-	var d [sha256.Size]byte
-	if p.Kind == PinKey {
-		d = sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
-	} else {
-		d = sha256.Sum256(leaf.Raw)
-	}
-	match := false
-	for _, want := range p.Digests {
-		if bytes.Equal(d[:], want[:]) {
-			match = true
-		}
-	}
-	if !match {
-		return &PinError{Got: PinOf(p.Kind, leaf), Want: p.String()}
+	if d := pinDigest(p.Kind, leaf); !slices.Contains(p.Digests, d) {
+		return &PinError{Got: formatPin(p.Kind, d), Want: p.String()}
 	}
 	now := time.Now()
 	if p.Now != nil {
