@@ -96,12 +96,18 @@ func hostPort(u *url.URL, def string) string {
 // addresses are raced with Happy Eyeballs, or "unix" with a socket path.
 // Its signature is net/http's Transport.DialContext.
 func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
-	if d.ConnectTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, d.ConnectTimeout)
-		defer cancel()
-	}
+	ctx, cancel := d.connectBudget(ctx)
+	defer cancel()
 	return d.dial(ctx, network, address)
+}
+
+// connectBudget bounds ctx by ConnectTimeout, which covers resolving,
+// connecting and the TLS handshake together.
+func (d *Dialer) connectBudget(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d.ConnectTimeout > 0 {
+		return context.WithTimeout(ctx, d.ConnectTimeout)
+	}
+	return ctx, func() {}
 }
 
 // DialTLSContext connects like DialContext, then runs a TLS handshake with
@@ -109,31 +115,31 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 // checking the server with the Authenticator. Its signature is net/http's
 // Transport.DialTLSContext.
 func (d *Dialer) DialTLSContext(ctx context.Context, network, address string) (net.Conn, error) {
-	if d.ConnectTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, d.ConnectTimeout)
-		defer cancel()
-	}
 	host, _, err := net.SplitHostPort(address)
 	if err != nil {
 		return nil, &Error{Kind: KindConnect, Op: "connect", Addr: address, Err: err}
 	}
+	return d.dialTLS(ctx, network, address, host, address)
+}
+
+// dialTLS connects to address and runs the TLS handshake with serverName,
+// within one ConnectTimeout; addr names the server in handshake errors.
+func (d *Dialer) dialTLS(ctx context.Context, network, address, serverName, addr string) (net.Conn, error) {
+	ctx, cancel := d.connectBudget(ctx)
+	defer cancel()
 	conn, err := d.dial(ctx, network, address)
 	if err != nil {
 		return nil, err
 	}
-	return d.handshake(ctx, conn, host, address)
+	return d.handshake(ctx, conn, serverName, addr)
 }
 
 // Handshake runs a TLS client handshake over conn, an already connected
 // transport (a unix socket, say), authenticating serverName. conn is closed
 // when the handshake fails.
 func (d *Dialer) Handshake(ctx context.Context, conn net.Conn, serverName string) (*tls.Conn, error) {
-	if d.ConnectTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, d.ConnectTimeout)
-		defer cancel()
-	}
+	ctx, cancel := d.connectBudget(ctx)
+	defer cancel()
 	return d.handshake(ctx, conn, serverName, serverName)
 }
 

@@ -121,11 +121,7 @@ func (t *Transport) build(mode Mode) *http.Transport {
 			if err != nil {
 				return nil, fmt.Errorf("client: %s: %w", addr, err)
 			}
-			c, err := d.DialContext(ctx, "unix", sock)
-			if err != nil {
-				return nil, err
-			}
-			return d.Handshake(ctx, c, host)
+			return d.dialTLS(ctx, "unix", sock, host, host)
 		}
 	}
 	return &http.Transport{
