@@ -32,21 +32,32 @@ func NewAccess(r Remote, a Auth) (*Access, error) {
 	if r.URL == "" {
 		return nil, errors.New("gitsource: remote: empty URL")
 	}
-	pr, err := ParseRemote(r.URL)
+	pr, ra, err := resolveRemote(r, a, "gitsource: remote")
 	if err != nil {
 		return nil, err
 	}
+	return &Access{Remote: pr, AuthMethod: ra.method, CABundle: ra.caBundle}, nil
+}
+
+// resolveRemote parses r (its syntax, its branch name) and resolves a for
+// it: what every way of reaching a remote checks first. An invalid branch
+// name is reported as "<label> <remote>: invalid branch name".
+func resolveRemote(r Remote, a Auth, label string) (Remote, *resolvedAuth, error) {
+	pr, err := ParseRemote(r.URL)
+	if err != nil {
+		return Remote{}, nil, err
+	}
 	if r.Branch != "" {
 		if err := plumbing.NewBranchReferenceName(r.Branch).Validate(); err != nil {
-			return nil, fmt.Errorf("gitsource: remote %s: invalid branch name %q", pr.Redacted(), r.Branch)
+			return Remote{}, nil, fmt.Errorf("%s %s: invalid branch name %q", label, r.Redacted(), r.Branch)
 		}
 		pr.Branch = r.Branch
 	}
 	ra, err := a.resolve(pr)
 	if err != nil {
-		return nil, err
+		return Remote{}, nil, err
 	}
-	return &Access{Remote: pr, AuthMethod: ra.method, CABundle: ra.caBundle}, nil
+	return pr, ra, nil
 }
 
 // Retry runs op, and again up to twice when the remote is a local

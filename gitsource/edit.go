@@ -120,18 +120,7 @@ func ReadFiles(ctx context.Context, remote Remote, auth Auth, dir string) (files
 // fetchHead resolves opts' remote and branch and fetches the branch head
 // into a memory storage. head is nil when the branch does not exist yet.
 func fetchHead(ctx context.Context, opts PublishOptions) (st *memory.Storage, r Remote, auth *resolvedAuth, head *object.Commit, branch string, err error) {
-	r, err = ParseRemote(opts.Remote.URL)
-	if err != nil {
-		return
-	}
-	if opts.Remote.Branch != "" {
-		if err = plumbing.NewBranchReferenceName(opts.Remote.Branch).Validate(); err != nil {
-			err = fmt.Errorf("gitsource: remote %s: invalid branch name %q", opts.Remote.Redacted(), opts.Remote.Branch)
-			return
-		}
-		r.Branch = opts.Remote.Branch
-	}
-	if auth, err = opts.Auth.resolve(r); err != nil {
+	if r, auth, err = resolveRemote(opts.Remote, opts.Auth, "gitsource: remote"); err != nil {
 		return
 	}
 	refs, err := listForPublish(ctx, r, auth)

@@ -88,17 +88,7 @@ func Publish(ctx context.Context, dir string, opts PublishOptions) (commit strin
 
 // publish does Publish's work.
 func publish(ctx context.Context, dir string, opts PublishOptions) (commit string, err error) {
-	r, err := ParseRemote(opts.Remote.URL)
-	if err != nil {
-		return "", err
-	}
-	if opts.Remote.Branch != "" {
-		if err := plumbing.NewBranchReferenceName(opts.Remote.Branch).Validate(); err != nil {
-			return "", fmt.Errorf("--remote %s: invalid branch name %q", opts.Remote.Redacted(), opts.Remote.Branch)
-		}
-		r.Branch = opts.Remote.Branch
-	}
-	auth, err := opts.Auth.resolve(r)
+	r, auth, err := resolveRemote(opts.Remote, opts.Auth, "--remote")
 	if err != nil {
 		return "", err
 	}

@@ -104,17 +104,7 @@ func New(cfg Config) (*Source, error) {
 	if cfg.Remote.URL == "" {
 		return nil, errors.New("--remote: required")
 	}
-	r, err := ParseRemote(cfg.Remote.URL)
-	if err != nil {
-		return nil, err
-	}
-	if cfg.Remote.Branch != "" {
-		if err := plumbing.NewBranchReferenceName(cfg.Remote.Branch).Validate(); err != nil {
-			return nil, fmt.Errorf("--remote %s: invalid branch name %q", cfg.Remote.Redacted(), cfg.Remote.Branch)
-		}
-		r.Branch = cfg.Remote.Branch
-	}
-	auth, err := cfg.Auth.resolve(r)
+	r, auth, err := resolveRemote(cfg.Remote, cfg.Auth, "--remote")
 	if err != nil {
 		return nil, err
 	}
