@@ -145,10 +145,12 @@ type ACME struct {
 	issuer *certmagic.ACMEIssuer
 	manual *Manual // nil when storage holds none
 	serve  Getter  // manual first, then CertMagic's
+	store  *drainStorage
 
 	mu       sync.Mutex
 	failures map[string]int // consecutive failures per name, for the retry estimate
 	started  bool
+	cancel   context.CancelFunc // Start's, which stops the orders under way
 	stopOnce sync.Once
 }
 
@@ -199,7 +201,7 @@ func NewACME(ctx context.Context, cfg ACMEConfig) (*ACME, error) {
 		return nil, fmt.Errorf("certs: acme: negative renewal check interval %v", cfg.RenewCheckInterval)
 	}
 
-	a := &ACME{cfg: cfg, log: log, failures: make(map[string]int)}
+	a := &ACME{cfg: cfg, log: log, failures: make(map[string]int), store: newDrainStorage(cfg.Storage)}
 	zl := zapToSlog(log)
 	a.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return a.magic, nil },
@@ -210,7 +212,7 @@ func NewACME(ctx context.Context, cfg ACMEConfig) (*ACME, error) {
 	a.magic = certmagic.New(a.cache, certmagic.Config{
 		RenewalWindowRatio: 1.0 / 3,
 		KeySource:          certmagic.StandardKeyGenerator{KeyType: kt},
-		Storage:            cfg.Storage,
+		Storage:            a.store,
 		DefaultServerName:  names[0],
 		FallbackServerName: names[0],
 		OnEvent:            a.onEvent,
@@ -277,6 +279,7 @@ func (a *ACME) Start(ctx context.Context, httpAddr, tlsAddr net.Addr) error {
 		return errors.New("certs: acme: Start called twice")
 	}
 	a.started = true
+	ctx, a.cancel = context.WithCancel(ctx)
 	a.mu.Unlock()
 
 	if tlsAddr == nil {
@@ -351,14 +354,24 @@ func splitAddr(a net.Addr) (string, int, bool) {
 	return ta.IP.String(), ta.Port, true
 }
 
-// Close stops background maintenance and releases the storage locks this
-// process holds (CertMagic keeps them per process), so that another
-// instance sharing the storage need not wait for them to expire.
-// Certificates keep being served from memory. Close waits for the
-// releases, at most 10 seconds.
+// Close stops background maintenance and the orders under way, waits until
+// they have let go of the storage (at most 10 seconds: nothing this ACME
+// started writes to it after Close returns, unless that wait ran out), and
+// releases the storage locks this process holds (CertMagic keeps them per
+// process), so that another instance sharing the storage need not wait for
+// them to expire. Certificates keep being served from memory. Close waits
+// for the releases, at most 10 seconds more.
 func (a *ACME) Close() {
 	a.stopOnce.Do(func() {
+		a.mu.Lock()
+		if a.cancel != nil {
+			a.cancel()
+		}
+		a.mu.Unlock()
 		a.cache.Stop()
+		if !a.store.drain(10 * time.Second) {
+			a.log.Warn("ACME: an order or renewal still holds the storage after 10s; stopping without it")
+		}
 		if !a.cfg.KeepLocksOnClose {
 			ReleaseLocks(a.log)
 		}

@@ -276,10 +276,14 @@ func (h *ACMEHosts) Close() {
 		h.cancel() // a manager being created stops reading the storage
 	}
 	h.mu.Unlock()
+	// Each Close waits for its orders to let go of the storage: in
+	// parallel, so that many names do not add up their waits.
+	var closing sync.WaitGroup
 	for _, ah := range hosts {
 		ah.cancel()
-		ah.a.Close()
+		closing.Go(ah.a.Close)
 	}
+	closing.Wait()
 	h.worker.Wait()
 	certs.ReleaseLocks(h.log())
 }
