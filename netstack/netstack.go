@@ -28,6 +28,7 @@ import (
 	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/waiter"
 
 	"github.com/pafhq/paf/stack"
 )
@@ -167,9 +168,13 @@ func (st *Stack) Close() error {
 // Addresses returns the interface's addresses.
 func (st *Stack) Addresses() []netip.Prefix { return append([]netip.Prefix(nil), st.addrs...) }
 
-// Listen implements stack.Stack. An empty or unspecified host listens on
-// every address of the family network names; for "tcp", that is IPv4 when
-// the stack has an IPv4 address, IPv6 otherwise. Port 0 picks a free port.
+// listenBacklog is the accept queue's length, as the kernel's somaxconn.
+const listenBacklog = 4096
+
+// Listen implements stack.Stack, as net.Listen does on the host. An empty
+// or unspecified host listens on every address: for "tcp" on a stack with
+// IPv6, one dual-stack listener takes IPv4 connections too; "tcp6" takes
+// IPv6 only, "tcp4" IPv4 only. Port 0 picks a free port.
 func (st *Stack) Listen(ctx context.Context, network, address string) (net.Listener, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
@@ -178,11 +183,31 @@ func (st *Stack) Listen(ctx context.Context, network, address string) (net.Liste
 	if err != nil {
 		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
 	}
-	l, err := gonet.ListenTCP(st.s, fa, proto)
-	if err != nil {
-		return nil, fmt.Errorf("netstack: listen %s %s: %w", network, address, err)
+	var wq waiter.Queue
+	ep, e := st.s.NewEndpoint(tcp.ProtocolNumber, proto, &wq)
+	if e != nil {
+		return nil, fmt.Errorf("netstack: listen %s %s: %s", network, address, e)
 	}
-	return &listener{l}, nil
+	ep.SocketOptions().SetV6Only(proto == ipv6.ProtocolNumber && (network == "tcp6" || !st.hasFamily(true)))
+	if e := ep.Bind(fa); e != nil {
+		ep.Close()
+		return nil, fmt.Errorf("netstack: listen %s %s: bind: %s", network, address, e)
+	}
+	if e := ep.Listen(listenBacklog); e != nil {
+		ep.Close()
+		return nil, fmt.Errorf("netstack: listen %s %s: %s", network, address, e)
+	}
+	addr := &net.TCPAddr{IP: net.IP(fa.Addr.AsSlice()), Port: int(fa.Port)}
+	if a, e := ep.GetLocalAddress(); e == nil {
+		addr.Port = int(a.Port) // the one picked for port 0
+	}
+	if fa.Addr.Len() == 0 {
+		addr.IP = net.IPv4zero
+		if proto == ipv6.ProtocolNumber {
+			addr.IP = net.IPv6unspecified
+		}
+	}
+	return &listener{TCPListener: gonet.NewTCPListener(st.s, &wq, ep), addr: addr}, nil
 }
 
 // Dial implements stack.Stack. The host must be an IP address.
@@ -198,8 +223,14 @@ func (st *Stack) Dial(ctx context.Context, network, address string) (net.Conn, e
 	return newConn(c), nil
 }
 
-// listener hands out conns.
-type listener struct{ *gonet.TCPListener }
+// listener hands out conns, and gives its address as the kernel's
+// listeners do: an unspecified one is 0.0.0.0 or ::, not a nil IP.
+type listener struct {
+	*gonet.TCPListener
+	addr *net.TCPAddr
+}
+
+func (l *listener) Addr() net.Addr { return l.addr }
 
 func (l *listener) Accept() (net.Conn, error) {
 	c, err := l.TCPListener.Accept()
@@ -273,7 +304,7 @@ func (st *Stack) fullAddress(network, address string, listen bool) (tcpip.FullAd
 		if !listen {
 			return fa, 0, fmt.Errorf("no host in address %q", address)
 		}
-		v4 := network == "tcp4" || (network == "tcp" && st.hasFamily(true)) || (ip.IsValid() && ip.Is4())
+		v4 := network == "tcp4" || (network == "tcp" && !st.hasFamily(false)) || (ip.IsValid() && ip.Is4())
 		if v4 {
 			return fa, ipv4.ProtocolNumber, nil
 		}

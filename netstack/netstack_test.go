@@ -386,3 +386,71 @@ func TestCloseEndsConnections(t *testing.T) {
 		t.Error("Listen on a closed stack succeeded")
 	}
 }
+
+// TestDualStackListen checks listening on every address as net.Listen
+// does on the host: "tcp" takes IPv4 and IPv6 on one listener, "tcp6" and
+// "tcp4" one family each; the listener's address names the unspecified
+// address, not a nil IP.
+func TestDualStackListen(t *testing.T) {
+	a, b := Pipe(1500)
+	p := netip.MustParsePrefix
+	srv := newStack(t, Config{Link: a, Addresses: []netip.Prefix{p("10.0.0.1/24"), p("fd00::1/64")}})
+	cli := newStack(t, Config{Link: b, Addresses: []netip.Prefix{p("10.0.0.2/24"), p("fd00::2/64")}})
+	cases := []struct {
+		network, address, wantAddr string
+		v4, v6                     bool
+	}{
+		{"tcp", ":7000", "[::]:7000", true, true},
+		{"tcp", "0.0.0.0:7001", "0.0.0.0:7001", true, false},
+		{"tcp6", ":7002", "[::]:7002", false, true},
+		{"tcp4", ":7003", "0.0.0.0:7003", true, false},
+		{"tcp", "[fd00::1]:7004", "[fd00::1]:7004", false, true},
+	}
+	for _, c := range cases {
+		t.Run(c.network+" "+c.address, func(t *testing.T) {
+			ln, err := srv.Listen(context.Background(), c.network, c.address)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			if got := ln.Addr().String(); got != c.wantAddr {
+				t.Errorf("Addr() = %s, want %s", got, c.wantAddr)
+			}
+			go func() {
+				for {
+					conn, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					io.WriteString(conn, conn.RemoteAddr().String())
+					conn.Close()
+				}
+			}()
+			_, port, _ := net.SplitHostPort(c.address)
+			for _, d := range []struct {
+				to, from string
+				want     bool
+			}{{"10.0.0.1", "10.0.0.2", c.v4}, {"fd00::1", "fd00::2", c.v6}} {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				conn, err := cli.Dial(ctx, "tcp", net.JoinHostPort(d.to, port))
+				cancel()
+				if !d.want {
+					if err == nil {
+						conn.Close()
+						t.Errorf("dial %s: accepted, want refused", d.to)
+					}
+					continue
+				}
+				if err != nil {
+					t.Errorf("dial %s: %v", d.to, err)
+					continue
+				}
+				got, _ := io.ReadAll(conn)
+				conn.Close()
+				if host, _, _ := net.SplitHostPort(string(got)); host != d.from {
+					t.Errorf("dial %s: the server saw the peer as %q, want %s", d.to, got, d.from)
+				}
+			}
+		})
+	}
+}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/pafhq/paf/server"
-	"github.com/pafhq/paf/stack"
 )
 
 // listenOptions are the listener, limit and log flags paf serve and paf
@@ -28,13 +27,25 @@ type listenOptions struct {
 	h2MaxStreams, h2MaxFrame                                uint
 
 	logFormat, logLevel string
+
+	net netOptions
 }
+
+// The listeners' default addresses: loopback on the host's stack, the
+// standard ports on a userspace one (--tap), whose only addresses are its
+// own.
+const (
+	defaultHTTPAddr     = "127.0.0.1:8080"
+	defaultHTTPSAddr    = "127.0.0.1:8443"
+	defaultTAPHTTPAddr  = ":80"
+	defaultTAPHTTPSAddr = ":443"
+)
 
 // register adds the flags; httpsOff says what --https off means for the
 // command.
 func (l *listenOptions) register(fs *flag.FlagSet, httpsOff string) {
-	fs.StringVar(&l.httpAddr, "http", "127.0.0.1:8080", "plain HTTP listen `ADDR` (\"off\" for none); redirects to HTTPS when HTTPS is on")
-	fs.StringVar(&l.httpsAddr, "https", "127.0.0.1:8443", "HTTPS listen `ADDR`, or \"off\" "+httpsOff)
+	fs.StringVar(&l.httpAddr, "http", defaultHTTPAddr, "plain HTTP listen `ADDR` (\"off\" for none); redirects to HTTPS when HTTPS is on")
+	fs.StringVar(&l.httpsAddr, "https", defaultHTTPSAddr, "HTTPS listen `ADDR`, or \"off\" "+httpsOff)
 	fs.BoolVar(&l.hsts, "hsts", false, "send Strict-Transport-Security on HTTPS responses")
 	fs.DurationVar(&l.hstsMaxAge, "hsts-max-age", 365*24*time.Hour, "max-age of --hsts")
 	fs.BoolVar(&l.h2c, "h2c", false, "accept HTTP/2 with prior knowledge (h2c) on the plain HTTP listener")
@@ -51,12 +62,21 @@ func (l *listenOptions) register(fs *flag.FlagSet, httpsOff string) {
 
 	fs.StringVar(&l.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&l.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	l.net.register(fs)
 }
 
 // addrs returns the HTTP and HTTPS addresses, "" for a listener that is
 // off.
 func (l *listenOptions) addrs() (httpAddr, httpsAddr string, err error) {
 	httpAddr, httpsAddr = l.httpAddr, l.httpsAddr
+	if l.net.tap != "" {
+		if httpAddr == defaultHTTPAddr {
+			httpAddr = defaultTAPHTTPAddr
+		}
+		if httpsAddr == defaultHTTPSAddr {
+			httpsAddr = defaultTAPHTTPSAddr
+		}
+	}
 	if httpAddr == "off" {
 		httpAddr = ""
 	}
@@ -69,18 +89,26 @@ func (l *listenOptions) addrs() (httpAddr, httpsAddr string, err error) {
 	return httpAddr, httpsAddr, nil
 }
 
-// serverConfig returns the server configuration the flags describe, on
-// the host's network stack, without handler or certificates.
-func (l *listenOptions) serverConfig(log *slog.Logger) (server.Config, error) {
+// serverConfig returns the server configuration the flags describe,
+// without handler or certificates, on the network stack they choose, and
+// a function closing that stack once the server is done.
+func (l *listenOptions) serverConfig(log *slog.Logger) (server.Config, func(), error) {
 	httpAddr, httpsAddr, err := l.addrs()
 	if err != nil {
-		return server.Config{}, err
+		return server.Config{}, nil, err
 	}
 	if l.h2MaxStreams > math.MaxUint32 || l.h2MaxFrame > math.MaxUint32 {
-		return server.Config{}, usageErr("--h2-max-streams and --h2-max-frame: at most %d", uint32(math.MaxUint32))
+		return server.Config{}, nil, usageErr("--h2-max-streams and --h2-max-frame: at most %d", uint32(math.MaxUint32))
+	}
+	st, closeStack, err := l.net.open()
+	if err != nil {
+		return server.Config{}, nil, err
+	}
+	if l.net.tap != "" {
+		log.Info("listening on a userspace TCP/IP stack", "tap", l.net.tap, "addresses", fmt.Sprint(l.net.addresses()))
 	}
 	cfg := server.Config{
-		Stack:                &stack.Host{},
+		Stack:                st,
 		HTTPAddr:             httpAddr,
 		HTTPSAddr:            httpsAddr,
 		H2C:                  l.h2c,
@@ -98,7 +126,7 @@ func (l *listenOptions) serverConfig(log *slog.Logger) (server.Config, error) {
 	if l.hsts {
 		cfg.HSTS = l.hstsMaxAge
 	}
-	return cfg, nil
+	return cfg, closeStack, nil
 }
 
 // logger returns the logger --log-format and --log-level describe.

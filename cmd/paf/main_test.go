@@ -64,9 +64,17 @@ type proc struct {
 // line. The process is killed at the end of the test if still running.
 func startPaf(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
+	return startPafWrapped(t, nil, env, args...)
+}
+
+// startPafWrapped is startPaf with paf run by a wrapper command, such as
+// "ip netns exec NS", which must exec paf in its place.
+func startPafWrapped(t *testing.T, wrapper, env []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{t: t, done: make(chan struct{})}
 	p.cond = sync.NewCond(&p.mu)
-	p.cmd = exec.Command(pafBin, append(args, "--log-format", "json")...)
+	argv := append(append(append([]string(nil), wrapper...), pafBin), append(args, "--log-format", "json")...)
+	p.cmd = exec.Command(argv[0], argv[1:]...)
 	p.cmd.Env = append(os.Environ(), env...)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {

@@ -217,10 +217,11 @@ func proxyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	cfg, err := o.listen.serverConfig(log)
+	cfg, closeStack, err := o.listen.serverConfig(log)
 	if err != nil {
 		return err
 	}
+	defer closeStack()
 	httpsAddr := cfg.HTTPSAddr
 	if o.dataDir == "" {
 		return usageErr("--data-dir: must not be empty")

@@ -191,10 +191,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := o.listen.serverConfig(log)
+	cfg, closeStack, err := o.listen.serverConfig(log)
 	if err != nil {
 		return err
 	}
+	defer closeStack()
 	httpsAddr := cfg.HTTPSAddr
 	if o.dataDir == "" {
 		return usageErr("--data-dir: must not be empty")

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net/netip"
+
+	"github.com/pafhq/paf/netstack"
+	"github.com/pafhq/paf/stack"
+)
+
+// netOptions choose the network stack the listeners are on: the host's,
+// or with --tap a userspace one (netstack) on a TAP device, configured as a
+// MirageOS unikernel is, by --ipv4 and --ipv4-gateway.
+type netOptions struct {
+	tap                      string
+	ipv4, ipv6               string
+	ipv4Gateway, ipv6Gateway string
+	mtu                      uint
+}
+
+func (n *netOptions) register(fs *flag.FlagSet) {
+	fs.StringVar(&n.tap, "tap", "", "listen on a userspace TCP/IP stack on the TAP device `NAME` (created if missing; needs CAP_NET_ADMIN) instead of the host's; --http and --https then default to :80 and :443")
+	fs.StringVar(&n.ipv4, "ipv4", "", "with --tap: the stack's IPv4 address and prefix length, such as 10.0.0.2/24")
+	fs.StringVar(&n.ipv4Gateway, "ipv4-gateway", "", "with --tap: the IPv4 default router `ADDR`")
+	fs.StringVar(&n.ipv6, "ipv6", "", "with --tap: the stack's IPv6 address and prefix length, such as fd00::2/64")
+	fs.StringVar(&n.ipv6Gateway, "ipv6-gateway", "", "with --tap: the IPv6 default router `ADDR`")
+	fs.UintVar(&n.mtu, "tap-mtu", 1500, "with --tap: the device's MTU")
+}
+
+// check validates the flags without opening anything.
+func (n *netOptions) check() (netstack.Config, error) {
+	var cfg netstack.Config
+	if n.tap == "" {
+		for name, v := range map[string]string{"--ipv4": n.ipv4, "--ipv6": n.ipv6, "--ipv4-gateway": n.ipv4Gateway, "--ipv6-gateway": n.ipv6Gateway} {
+			if v != "" {
+				return cfg, usageErr("%s is for the userspace stack: it needs --tap", name)
+			}
+		}
+		return cfg, nil
+	}
+	if n.mtu < 1280 || n.mtu > 65535 {
+		return cfg, usageErr("--tap-mtu %d: want 1280 to 65535", n.mtu)
+	}
+	for _, f := range []struct {
+		flag, val, gwFlag, gw string
+		v4                    bool
+	}{
+		{"--ipv4", n.ipv4, "--ipv4-gateway", n.ipv4Gateway, true},
+		{"--ipv6", n.ipv6, "--ipv6-gateway", n.ipv6Gateway, false},
+	} {
+		if f.val == "" {
+			if f.gw != "" {
+				return cfg, usageErr("%s needs %s", f.gwFlag, f.flag)
+			}
+			continue
+		}
+		p, err := netip.ParsePrefix(f.val)
+		if err != nil || p.Addr().Is4() != f.v4 || p.Addr().Is4In6() {
+			return cfg, usageErr("%s %q: want an address with its prefix length, such as %s", f.flag, f.val, map[bool]string{true: "10.0.0.2/24", false: "fd00::2/64"}[f.v4])
+		}
+		cfg.Addresses = append(cfg.Addresses, p)
+		if f.gw != "" {
+			g, err := netip.ParseAddr(f.gw)
+			if err != nil || g.Is4() != f.v4 {
+				return cfg, usageErr("%s %q: want an %s address", f.gwFlag, f.gw, map[bool]string{true: "IPv4", false: "IPv6"}[f.v4])
+			}
+			if !p.Masked().Contains(g) {
+				return cfg, usageErr("%s %s is not on the link of %s %s", f.gwFlag, g, f.flag, p)
+			}
+			cfg.Gateways = append(cfg.Gateways, g)
+		}
+	}
+	if len(cfg.Addresses) == 0 {
+		return cfg, usageErr("--tap %s needs an address: --ipv4 and/or --ipv6", n.tap)
+	}
+	return cfg, nil
+}
+
+// addresses lists the userspace stack's addresses, for the log.
+func (n *netOptions) addresses() []string {
+	var out []string
+	for _, a := range []string{n.ipv4, n.ipv6} {
+		if a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// open returns the stack the flags describe and a function closing it.
+func (n *netOptions) open() (stack.Stack, func(), error) {
+	cfg, err := n.check()
+	if err != nil {
+		return nil, nil, err
+	}
+	if n.tap == "" {
+		return &stack.Host{}, func() {}, nil
+	}
+	link, err := netstack.OpenTAP(n.tap, uint32(n.mtu))
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.Link = link
+	st, err := netstack.New(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--tap %s: %w", n.tap, err)
+	}
+	return st, func() { st.Close() }, nil
+}
