@@ -88,6 +88,21 @@ func (n *netOptions) addresses() []string {
 	return out
 }
 
+// hostAddresses lists the userspace stack's addresses without their
+// prefix lengths, for the local CA's certificate; none without --tap.
+func (n *netOptions) hostAddresses() []string {
+	var out []string
+	if n.tap == "" {
+		return nil
+	}
+	for _, a := range n.addresses() {
+		if p, err := netip.ParsePrefix(a); err == nil {
+			out = append(out, p.Addr().String())
+		}
+	}
+	return out
+}
+
 // open returns the stack the flags describe and a function closing it.
 func (n *netOptions) open() (stack.Stack, func(), error) {
 	cfg, err := n.check()

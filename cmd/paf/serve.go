@@ -157,7 +157,11 @@ func (o *serveOptions) certificates(ctx context.Context, log *slog.Logger, https
 	if host, _, err := net.SplitHostPort(httpsAddr); err == nil && host != "" {
 		names = append(names, host)
 	} else if err == nil {
-		names = append(names, "127.0.0.1", "::1")
+		if addrs := o.listen.net.hostAddresses(); len(addrs) > 0 {
+			names = append(names, addrs...) // on the userspace stack, its own
+		} else {
+			names = append(names, "127.0.0.1", "::1")
+		}
 	}
 	issued, err := ca.Issuer(names)
 	if err != nil {
