@@ -150,6 +150,7 @@ type ACME struct {
 	mu       sync.Mutex
 	failures map[string]int // consecutive failures per name, for the retry estimate
 	started  bool
+	closed   bool
 	cancel   context.CancelFunc // Start's, which stops the orders under way
 	stopOnce sync.Once
 }
@@ -212,7 +213,7 @@ func NewACME(ctx context.Context, cfg ACMEConfig) (*ACME, error) {
 	a.magic = certmagic.New(a.cache, certmagic.Config{
 		RenewalWindowRatio: 1.0 / 3,
 		KeySource:          certmagic.StandardKeyGenerator{KeyType: kt},
-		Storage:            a.store,
+		Storage:            a.store.storage(),
 		DefaultServerName:  names[0],
 		FallbackServerName: names[0],
 		OnEvent:            a.onEvent,
@@ -277,6 +278,10 @@ func (a *ACME) Start(ctx context.Context, httpAddr, tlsAddr net.Addr) error {
 	if a.started {
 		a.mu.Unlock()
 		return errors.New("certs: acme: Start called twice")
+	}
+	if a.closed {
+		a.mu.Unlock()
+		return errors.New("certs: acme: Start after Close")
 	}
 	a.started = true
 	ctx, a.cancel = context.WithCancel(ctx)
@@ -354,6 +359,10 @@ func splitAddr(a net.Addr) (string, int, bool) {
 	return ta.IP.String(), ta.Port, true
 }
 
+// closeWait bounds how long Close waits for maintenance and orders to
+// stop and let go of the storage.
+const closeWait = 10 * time.Second
+
 // Close stops background maintenance and the orders under way, waits until
 // they have let go of the storage (at most 10 seconds: nothing this ACME
 // started writes to it after Close returns, unless that wait ran out), and
@@ -364,13 +373,27 @@ func splitAddr(a net.Addr) (string, int, bool) {
 func (a *ACME) Close() {
 	a.stopOnce.Do(func() {
 		a.mu.Lock()
+		a.closed = true
 		if a.cancel != nil {
 			a.cancel()
 		}
 		a.mu.Unlock()
-		a.cache.Stop()
-		if !a.store.drain(10 * time.Second) {
-			a.log.Warn("ACME: an order or renewal still holds the storage after 10s; stopping without it")
+		deadline := time.Now().Add(closeWait)
+		// Stop waits for a maintenance pass in progress, which may be
+		// talking to the CA: the same deadline bounds it.
+		stopped := make(chan struct{})
+		go func() {
+			a.cache.Stop()
+			close(stopped)
+		}()
+		t := time.NewTimer(closeWait)
+		select {
+		case <-stopped:
+		case <-t.C:
+		}
+		t.Stop()
+		if !a.store.drain(max(time.Until(deadline), time.Millisecond)) {
+			a.log.Warn("ACME: maintenance, an order or a renewal still runs after 10s; stopping without it")
 		}
 		if !a.cfg.KeepLocksOnClose {
 			ReleaseLocks(a.log)

@@ -37,6 +37,35 @@ func newDrainStorage(s certmagic.Storage) *drainStorage {
 	return &drainStorage{Storage: s, held: make(map[string]int), idle: make(chan struct{})}
 }
 
+// storage returns what CertMagic is given: d, with TryLock only when the
+// inner storage has it. CertMagic picks how it locks by asking whether the
+// storage is a TryLocker (ARI updates take their lock with TryLock), so
+// claiming it for a storage without would fail every one of them.
+func (d *drainStorage) storage() certmagic.Storage {
+	if _, ok := d.Storage.(certmagic.TryLocker); ok {
+		return drainTryLocker{d}
+	}
+	return d
+}
+
+// drainTryLocker is a drainStorage over a storage with TryLock.
+type drainTryLocker struct{ *drainStorage }
+
+// TryLock implements certmagic.TryLocker; like Lock, it is refused once
+// closing.
+func (d drainTryLocker) TryLock(ctx context.Context, name string) (bool, error) {
+	d.mu.Lock()
+	if d.closing {
+		d.mu.Unlock()
+		return false, fmt.Errorf("trylock %s: %w", name, errClosing)
+	}
+	d.calls++
+	d.mu.Unlock()
+	got, err := d.Storage.(certmagic.TryLocker).TryLock(ctx, name)
+	d.end(name, got && err == nil, false)
+	return got, err
+}
+
 // begin counts a call; write calls are refused when closing, unless a lock
 // is held (an order finishing).
 func (d *drainStorage) begin(write bool) error {
@@ -106,25 +135,6 @@ func (d *drainStorage) Lock(ctx context.Context, name string) error {
 	err := d.Storage.Lock(ctx, name)
 	d.end(name, err == nil, false)
 	return err
-}
-
-// TryLock implements certmagic.TryLocker when the inner storage does; on
-// one that does not it returns an error.
-func (d *drainStorage) TryLock(ctx context.Context, name string) (bool, error) {
-	tl, ok := d.Storage.(certmagic.TryLocker)
-	if !ok {
-		return false, fmt.Errorf("certs: trylock %s: %T does not support TryLock", name, d.Storage)
-	}
-	d.mu.Lock()
-	if d.closing {
-		d.mu.Unlock()
-		return false, fmt.Errorf("trylock %s: %w", name, errClosing)
-	}
-	d.calls++
-	d.mu.Unlock()
-	got, err := tl.TryLock(ctx, name)
-	d.end(name, got && err == nil, false)
-	return got, err
 }
 
 // Unlock implements certmagic.Locker. It is never refused: releasing is

@@ -47,7 +47,7 @@ func TestDrainStorageWaitsForHeldLocks(t *testing.T) {
 		t.Fatal("drain returned while a lock was held")
 	default:
 	}
-	if ok, err := d.TryLock(ctx, "issue_cert_c.test"); ok || !errors.Is(err, errClosing) {
+	if ok, err := d.storage().(certmagic.TryLocker).TryLock(ctx, "issue_cert_c.test"); ok || !errors.Is(err, errClosing) {
 		t.Fatalf("TryLock while closing = %v, %v; want refused", ok, err)
 	}
 	// The holder finishes its order: it may still store, then releases.
@@ -104,5 +104,33 @@ func TestDrainStorageTimesOut(t *testing.T) {
 	}
 	if !d.drain(time.Second) {
 		t.Fatal("drain after the release did not report idle")
+	}
+}
+
+// TestDrainStorageOffersWhatItWraps checks that the storage CertMagic sees
+// is a TryLocker exactly when the wrapped one is: CertMagic takes ARI locks
+// with TryLock whenever the storage claims it, so a claim the inner
+// storage cannot honour fails every ARI update.
+func TestDrainStorageOffersWhatItWraps(t *testing.T) {
+	ctx := context.Background()
+	file := &certmagic.FileStorage{Path: t.TempDir()}
+	hidden := struct{ certmagic.Storage }{file} // as a wrapper embedding the interface
+
+	if _, ok := newDrainStorage(hidden).storage().(certmagic.TryLocker); ok {
+		t.Error("a storage without TryLock is offered as a TryLocker")
+	}
+	tl, ok := newDrainStorage(file).storage().(certmagic.TryLocker)
+	if !ok {
+		t.Fatal("FileStorage's TryLock is not offered")
+	}
+	got, err := tl.TryLock(ctx, "a")
+	if err != nil || !got {
+		t.Fatalf("TryLock = %v, %v", got, err)
+	}
+	if got, err := tl.TryLock(ctx, "a"); err != nil || got {
+		t.Fatalf("second TryLock of a held lock = %v, %v, want false", got, err)
+	}
+	if err := tl.(certmagic.Locker).Unlock(ctx, "a"); err != nil {
+		t.Fatal(err)
 	}
 }

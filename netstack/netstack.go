@@ -18,6 +18,8 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
+	"syscall"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
@@ -61,6 +63,7 @@ type Stack struct {
 	addrs []netip.Prefix
 
 	closeOnce sync.Once
+	closed    atomic.Bool
 }
 
 var _ stack.Stack = (*Stack)(nil)
@@ -71,17 +74,23 @@ func New(cfg Config) (_ *Stack, err error) {
 	if cfg.Link == nil {
 		return nil, errors.New("netstack: no link endpoint")
 	}
+	linkOwned := false // once the NIC has it, destroying the stack closes it
 	defer func() {
-		if err != nil {
+		if err != nil && !linkOwned {
 			cfg.Link.Close()
 		}
 	}()
 	if len(cfg.Addresses) == 0 {
 		return nil, errors.New("netstack: no address")
 	}
-	for _, p := range cfg.Addresses {
+	for i, p := range cfg.Addresses {
 		if !p.IsValid() || p.Addr().Zone() != "" || p.Addr().Is4In6() || p.Addr().IsUnspecified() {
 			return nil, fmt.Errorf("netstack: invalid address %v", p)
+		}
+		for _, q := range cfg.Addresses[:i] {
+			if q.Addr() == p.Addr() {
+				return nil, fmt.Errorf("netstack: address %v given twice", p.Addr())
+			}
 		}
 	}
 	seen := map[bool]bool{}
@@ -115,6 +124,7 @@ func New(cfg Config) (_ *Stack, err error) {
 	if e := s.CreateNIC(nicID, cfg.Link); e != nil {
 		return nil, fmt.Errorf("netstack: create interface: %s", e)
 	}
+	linkOwned = true
 	var routes []tcpip.Route
 	for _, p := range cfg.Addresses {
 		pa := tcpip.ProtocolAddress{
@@ -161,7 +171,10 @@ func protocol(a netip.Addr) tcpip.NetworkProtocolNumber {
 // Close stops the stack: its listeners and connections fail from then on,
 // and its link is closed. Close waits for the stack's goroutines to end.
 func (st *Stack) Close() error {
-	st.closeOnce.Do(st.s.Destroy)
+	st.closeOnce.Do(func() {
+		st.closed.Store(true)
+		st.s.Destroy()
+	})
 	return nil
 }
 
@@ -179,6 +192,9 @@ func (st *Stack) Listen(ctx context.Context, network, address string) (net.Liste
 	if err := ctx.Err(); err != nil {
 		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
 	}
+	if st.closed.Load() {
+		return nil, &net.OpError{Op: "listen", Net: network, Err: net.ErrClosed}
+	}
 	fa, proto, err := st.fullAddress(network, address, true)
 	if err != nil {
 		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
@@ -191,7 +207,7 @@ func (st *Stack) Listen(ctx context.Context, network, address string) (net.Liste
 	ep.SocketOptions().SetV6Only(proto == ipv6.ProtocolNumber && (network == "tcp6" || !st.hasFamily(true)))
 	if e := ep.Bind(fa); e != nil {
 		ep.Close()
-		return nil, fmt.Errorf("netstack: listen %s %s: bind: %s", network, address, e)
+		return nil, &net.OpError{Op: "listen", Net: network, Addr: &net.TCPAddr{IP: net.IP(fa.Addr.AsSlice()), Port: int(fa.Port)}, Err: errnoOf(e)}
 	}
 	if e := ep.Listen(listenBacklog); e != nil {
 		ep.Close()
@@ -210,17 +226,50 @@ func (st *Stack) Listen(ctx context.Context, network, address string) (net.Liste
 	return &listener{TCPListener: gonet.NewTCPListener(st.s, &wq, ep), addr: addr}, nil
 }
 
-// Dial implements stack.Stack. The host must be an IP address.
+// Dial implements stack.Stack. The host must be an IP address. Errors
+// carry the errno the kernel would give (ECONNREFUSED, ENETUNREACH, ...)
+// where gVisor names one, so callers tell a refused connection from others
+// as on the host.
 func (st *Stack) Dial(ctx context.Context, network, address string) (net.Conn, error) {
+	if st.closed.Load() {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: net.ErrClosed}
+	}
 	fa, proto, err := st.fullAddress(network, address, false)
 	if err != nil {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
 	}
 	c, err := gonet.DialContextTCP(ctx, st.s, fa, proto)
 	if err != nil {
+		var oe *net.OpError
+		if errors.As(err, &oe) {
+			if errno, ok := errnoByText[oe.Err.Error()]; ok {
+				oe.Err = errno
+			}
+		}
 		return nil, fmt.Errorf("netstack: dial %s %s: %w", network, address, err)
 	}
 	return newConn(c), nil
+}
+
+// errnoByText maps the texts gonet's dial errors carry (gVisor's error
+// strings) to the errno of the same meaning.
+var errnoByText = map[string]error{
+	(&tcpip.ErrConnectionRefused{}).String():  syscall.ECONNREFUSED,
+	(&tcpip.ErrNetworkUnreachable{}).String(): syscall.ENETUNREACH,
+	(&tcpip.ErrHostUnreachable{}).String():    syscall.EHOSTUNREACH,
+	(&tcpip.ErrConnectionReset{}).String():    syscall.ECONNRESET,
+	(&tcpip.ErrTimeout{}).String():            syscall.ETIMEDOUT,
+}
+
+// errnoOf returns the errno of a gVisor error where it has one.
+func errnoOf(e tcpip.Error) error {
+	switch e.(type) {
+	case *tcpip.ErrPortInUse:
+		return syscall.EADDRINUSE
+	case *tcpip.ErrBadLocalAddress:
+		return syscall.EADDRNOTAVAIL
+	}
+	return errors.New(e.String())
 }
 
 // listener hands out conns, and gives its address as the kernel's

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -215,7 +217,7 @@ func TestGatewayRoute(t *testing.T) {
 	if conn, err := lone.Dial(ctx, "tcp", "10.1.0.1:80"); err == nil {
 		conn.Close()
 		t.Fatal("dial off-link without a gateway succeeded")
-	} else if !strings.Contains(err.Error(), "network is unreachable") {
+	} else if !errors.Is(err, syscall.ENETUNREACH) {
 		t.Fatalf("dial off-link without a gateway: %v, want network is unreachable", err)
 	}
 }
@@ -233,7 +235,7 @@ func TestDialRefused(t *testing.T) {
 		c.Close()
 		t.Fatal("dial to a closed port succeeded")
 	}
-	if ctx.Err() != nil || !strings.Contains(err.Error(), "refused") {
+	if ctx.Err() != nil || !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("dial to a closed port: %v, want connection refused before the deadline", err)
 	}
 }
@@ -295,6 +297,9 @@ func TestListenAndDialErrors(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("%s %s %s: %v, want an error containing %q", c.op, c.network, c.address, err, c.want)
 			}
+			if c.want == "in use" && !errors.Is(err, syscall.EADDRINUSE) {
+				t.Errorf("port in use: %v is not EADDRINUSE", err)
+			}
 		})
 	}
 
@@ -317,6 +322,7 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{"no address", Config{}, "no address"},
 		{"unspecified", Config{Addresses: []netip.Prefix{p("0.0.0.0/0")}}, "invalid address"},
+		{"duplicate", Config{Addresses: []netip.Prefix{p("10.0.0.1/24"), p("10.0.0.1/16")}}, "given twice"},
 		{"gateway off-link", Config{Addresses: []netip.Prefix{p("10.0.0.1/24")}, Gateways: []netip.Addr{netip.MustParseAddr("10.9.0.1")}}, "on the link of none"},
 		{"two gateways", Config{Addresses: []netip.Prefix{p("10.0.0.1/24")}, Gateways: []netip.Addr{netip.MustParseAddr("10.0.0.253"), netip.MustParseAddr("10.0.0.254")}}, "second default router"},
 	}
@@ -351,6 +357,7 @@ func TestCloseEndsConnections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { srv.Close() })
 	cli := newStack(t, Config{Link: b, Addresses: []netip.Prefix{netip.MustParsePrefix("10.0.0.2/24")}})
 	ln, err := srv.Listen(context.Background(), "tcp", "10.0.0.1:80")
 	if err != nil {
@@ -381,9 +388,19 @@ func TestCloseEndsConnections(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("a read blocked on the stack did not end when it closed")
 	}
-	if l, err := srv.Listen(context.Background(), "tcp", "10.0.0.1:81"); err == nil {
-		l.Close()
-		t.Error("Listen on a closed stack succeeded")
+	for _, addr := range []string{"10.0.0.1:81", ":81"} {
+		if l, err := srv.Listen(context.Background(), "tcp", addr); !errors.Is(err, net.ErrClosed) {
+			if l != nil {
+				l.Close()
+			}
+			t.Errorf("Listen %s on a closed stack: %v, want net.ErrClosed", addr, err)
+		}
+	}
+	if c, err := srv.Dial(context.Background(), "tcp", "10.0.0.2:80"); !errors.Is(err, net.ErrClosed) {
+		if c != nil {
+			c.Close()
+		}
+		t.Errorf("Dial on a closed stack: %v, want net.ErrClosed", err)
 	}
 }
 

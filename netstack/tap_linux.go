@@ -3,6 +3,8 @@ package netstack
 import (
 	"crypto/rand"
 	"fmt"
+	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -21,10 +23,15 @@ func OpenTAP(name string, mtu uint32) (gvstack.LinkEndpoint, error) {
 	if mtu == 0 {
 		mtu = 1500
 	}
+	// The kernel would cut a longer name, and pick one for an empty name.
+	if name == "" || len(name) >= unix.IFNAMSIZ || strings.ContainsAny(name, "/ \t\n") {
+		return nil, fmt.Errorf("netstack: TAP device name %q: want 1 to %d characters, no slash or space", name, unix.IFNAMSIZ-1)
+	}
 	fd, err := tun.OpenTAP(name)
 	if err != nil {
 		return nil, fmt.Errorf("netstack: open TAP device %q: %w", name, err)
 	}
+	unix.CloseOnExec(fd) // gVisor opens it without O_CLOEXEC: children must not hold the device
 	mac := make([]byte, 6)
 	rand.Read(mac)
 	mac[0] = mac[0]&^1 | 2 // unicast, locally administered
@@ -43,12 +50,17 @@ func OpenTAP(name string, mtu uint32) (gvstack.LinkEndpoint, error) {
 
 // fdLink closes its file descriptor with the endpoint: fdbased leaves it
 // open. The stack calls Close after the endpoint's readers have stopped.
+// Once only: a second close could close a descriptor that reused the
+// number.
 type fdLink struct {
 	gvstack.LinkEndpoint
-	fd int
+	fd   int
+	once sync.Once
 }
 
 func (l *fdLink) Close() {
-	l.LinkEndpoint.Close()
-	unix.Close(l.fd)
+	l.once.Do(func() {
+		l.LinkEndpoint.Close()
+		unix.Close(l.fd)
+	})
 }

@@ -164,3 +164,16 @@ func TestTAPServesCurl(t *testing.T) {
 		})
 	}
 }
+
+// TestOpenTAPNames checks that names the kernel would cut or replace are
+// refused before any device is opened (no privilege needed).
+func TestOpenTAPNames(t *testing.T) {
+	for _, name := range []string{"", "a-name-of-16-chr", "a/b", "a b"} {
+		if l, err := OpenTAP(name, 0); err == nil {
+			l.Close()
+			t.Errorf("OpenTAP(%q) succeeded", name)
+		} else if !strings.Contains(err.Error(), "want 1 to 15 characters") {
+			t.Errorf("OpenTAP(%q): %v", name, err)
+		}
+	}
+}
