@@ -58,7 +58,7 @@ func (l *listenOptions) register(fs *flag.FlagSet, httpsOff string) {
 	fs.IntVar(&l.maxHeaderBytes, "max-header-bytes", server.DefaultMaxHeaderBytes, "largest request header block accepted, in bytes")
 	fs.UintVar(&l.h2MaxStreams, "h2-max-streams", server.DefaultMaxConcurrentStreams, "HTTP/2 concurrent streams per connection")
 	fs.UintVar(&l.h2MaxFrame, "h2-max-frame", server.DefaultMaxReadFrameSize, "largest HTTP/2 frame read, in bytes")
-	fs.DurationVar(&l.grace, "grace", server.DefaultGrace, "on SIGINT/SIGTERM, time in-flight requests get to finish")
+	fs.DurationVar(&l.grace, "grace", server.DefaultGrace, "on SIGINT/SIGTERM, time in-flight requests get to finish; a second signal ends paf at once")
 
 	fs.StringVar(&l.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&l.logLevel, "log-level", "info", "log level: debug, info, warn or error")

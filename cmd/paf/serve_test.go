@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -381,5 +383,47 @@ func TestRemotePasswordNeverPrinted(t *testing.T) {
 		if strings.Contains(stdout+stderr, "s3cret") {
 			t.Errorf("%v printed the password:\n%s%s", args, stdout, stderr)
 		}
+	}
+}
+
+// TestSecondSignalEndsAtOnce checks shutdown as Caddy's users know it: the
+// first SIGTERM waits for requests in flight (up to --grace), a second one
+// ends paf at once.
+func TestSecondSignalEndsAtOnce(t *testing.T) {
+	root := t.TempDir()
+	big := make([]byte, 32<<20) // more than the socket buffers hold
+	if err := os.WriteFile(filepath.Join(root, "big.bin"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startPaf(t, nil, "--root", root, "--data-dir", t.TempDir(), "--http", "127.0.0.1:0", "--https", "off",
+		"--poll", "0", "--grace", "5m")
+	// A download the client never reads: the response stays in flight.
+	c, err := net.Dial("tcp", p.addr("http"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err != nil { // the response has started
+		t.Fatal(err)
+	}
+
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		t.Fatal("paf exited on the first SIGTERM with a request in flight and --grace 5m")
+	case <-time.After(time.Second):
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("paf still running 30s after a second SIGTERM")
+	}
+	if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
+		t.Errorf("paf ended with %v, want killed by the second SIGTERM", p.cmd.ProcessState)
 	}
 }
