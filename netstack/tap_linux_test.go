@@ -2,71 +2,20 @@ package netstack
 
 import (
 	"bytes"
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/pafhq/paf/internal/testpeer"
 )
-
-// needRoot skips (or fails, where peers are required) without the
-// privileges network namespaces and TAP devices need.
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	msg := "needs root (CAP_NET_ADMIN) to create a network namespace and a TAP device"
-	if testpeer.Required() {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-}
-
-// netns creates a network namespace for the test, deleted at cleanup with
-// everything in it, and returns its name and a runner of commands inside
-// it.
-func netns(t *testing.T) (string, func(args ...string) (string, error)) {
-	t.Helper()
-	ip := testpeer.Need(t, "ip")
-	b := make([]byte, 4)
-	rand.Read(b)
-	ns := "paf-test-" + hex.EncodeToString(b)
-	if out, err := exec.Command(ip, "netns", "add", ns).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add %s: %v: %s", ns, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command(ip, "netns", "delete", ns).CombinedOutput(); err != nil {
-			t.Errorf("ip netns delete %s: %v: %s", ns, err, out)
-		}
-	})
-	in := func(args ...string) (string, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, ip, append([]string{"netns", "exec", ns}, args...)...)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			return string(out), fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, stderr.String())
-		}
-		return string(out), nil
-	}
-	return ns, in
-}
 
 // openTAPIn opens a TAP device inside the namespace ns: a thread joins the
 // namespace to create it and is then thrown away (its goroutine returns
@@ -105,21 +54,10 @@ func openTAPIn(t *testing.T, ns, name string) gvstack.LinkEndpoint {
 // with curl inside that namespace, through the kernel's TCP/IP: HTTPS with
 // HTTP/2 by ALPN, HTTP/1.1 and h2c, over IPv4 and IPv6.
 func TestTAPServesCurl(t *testing.T) {
-	needRoot(t)
+	ns := testpeer.NewNetns(t)
 	curl := testpeer.Need(t, "curl")
-	ns, in := netns(t)
-	link := openTAPIn(t, ns, "paftap0")
-	for _, args := range [][]string{
-		{"ip", "link", "set", "lo", "up"},
-		{"ip", "addr", "add", "10.99.0.1/24", "dev", "paftap0"},
-		{"ip", "addr", "add", "fd99::1/64", "dev", "paftap0", "nodad"},
-		{"ip", "link", "set", "paftap0", "up"},
-	} {
-		if _, err := in(args...); err != nil {
-			link.Close()
-			t.Fatal(err)
-		}
-	}
+	link := openTAPIn(t, ns.Name, "paftap0")
+	ns.ConfigureLink(t, "paftap0", "10.99.0.1/24", "fd99::1/64")
 	st := newStack(t, Config{Link: link, Addresses: []netip.Prefix{
 		netip.MustParsePrefix("10.99.0.2/24"), netip.MustParsePrefix("fd99::2/64"),
 	}})
@@ -145,7 +83,7 @@ func TestTAPServesCurl(t *testing.T) {
 				t.Run(c.name, func(t *testing.T) {
 					out := filepath.Join(dir, "out")
 					args := append([]string{curl, "-sS", "--max-time", "30", "-o", out, "-w", "%{http_code} %{http_version}"}, c.args...)
-					got, err := in(append(args, c.url+"/file")...)
+					got, err := ns.Run(append(args, c.url+"/file")...)
 					if err != nil {
 						t.Fatal(err)
 					}

@@ -1,13 +1,7 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -47,72 +41,16 @@ func TestTAPFlagErrors(t *testing.T) {
 	}
 }
 
-// tapNamespace creates a network namespace for a TAP test, deleted at
-// cleanup, and returns the ip and curl binaries, its name and a runner of
-// commands inside it. It skips (or fails, where peers are required)
-// without root.
-func tapNamespace(t *testing.T) (ip, curl, ns string, in func(args ...string) (string, error)) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		msg := "needs root (CAP_NET_ADMIN) to create a network namespace and a TAP device"
-		if testpeer.Required() {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	ip = testpeer.Need(t, "ip")
-	curl = testpeer.Need(t, "curl")
-	b := make([]byte, 4)
-	rand.Read(b)
-	ns = "paf-test-" + hex.EncodeToString(b)
-	if out, err := exec.Command(ip, "netns", "add", ns).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command(ip, "netns", "delete", ns).CombinedOutput(); err != nil {
-			t.Errorf("ip netns delete %s: %v: %s", ns, err, out)
-		}
-	})
-	in = func(args ...string) (string, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		var stdout, stderr bytes.Buffer
-		cmd := exec.CommandContext(ctx, ip, append([]string{"netns", "exec", ns}, args...)...)
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Run(); err != nil {
-			return stdout.String(), fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, stderr.String())
-		}
-		return stdout.String(), nil
-	}
-	return ip, curl, ns, in
-}
-
-// configureTAP gives the kernel's side of paf's TAP device in the
-// namespace the addresses v4 and v6 (with their prefix lengths) and
-// brings it up.
-func configureTAP(t *testing.T, ip string, in func(args ...string) (string, error), v4, v6 string) {
-	t.Helper()
-	for _, args := range [][]string{
-		{ip, "link", "set", "lo", "up"},
-		{ip, "addr", "add", v4, "dev", "paftap0"},
-		{ip, "addr", "add", v6, "dev", "paftap0", "nodad"},
-		{ip, "link", "set", "paftap0", "up"},
-	} {
-		if _, err := in(args...); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // TestServeOnTAP runs paf serve on its userspace TCP/IP stack, on a TAP
 // device in a network namespace the test creates, and fetches the demo
 // site with curl from that namespace, through the kernel's stack: HTTPS
 // with HTTP/2 over IPv4 and IPv6, and the plain listener's redirect. After
 // SIGTERM, paf exits cleanly and its TAP device is gone.
 func TestServeOnTAP(t *testing.T) {
-	ip, curl, ns, in := tapNamespace(t)
+	ns := testpeer.NewNetns(t)
+	curl := testpeer.Need(t, "curl")
 	data := t.TempDir()
-	p := startPafWrapped(t, []string{ip, "netns", "exec", ns}, nil, "serve", "--data-dir", data,
+	p := startPafWrapped(t, ns.Exec(), nil, "serve", "--data-dir", data,
 		"--tap", "paftap0", "--ipv4", "10.98.0.2/24", "--ipv6", "fd98::2/64")
 	ca, _ := p.waitLog("no --tls-cert given: serving certificates from paf's local CA; trust it to avoid browser warnings", time.Second)["ca"].(string)
 	if ca == "" {
@@ -120,12 +58,12 @@ func TestServeOnTAP(t *testing.T) {
 	}
 	// paf created the device; the kernel's side of it is configured as
 	// any interface is.
-	configureTAP(t, ip, in, "10.98.0.1/24", "fd98::1/64")
+	ns.ConfigureLink(t, "paftap0", "10.98.0.1/24", "fd98::1/64")
 
 	for _, addr := range []string{"10.98.0.2", "[fd98::2]"} {
 		t.Run(addr, func(t *testing.T) {
 			// The local CA's certificate names the stack's addresses.
-			out, err := in(curl, "-sS", "--max-time", "30", "--cacert", ca,
+			out, err := ns.Run(curl, "-sS", "--max-time", "30", "--cacert", ca,
 				"-w", "\n%{http_code} %{http_version}", "https://"+addr+"/")
 			if err != nil {
 				t.Fatal(err)
@@ -133,7 +71,7 @@ func TestServeOnTAP(t *testing.T) {
 			if !strings.Contains(out, "paf is serving") || !strings.HasSuffix(out, "\n200 2") {
 				t.Errorf("curl https://%s/: %q, want the demo page, 200 over HTTP/2", addr, out)
 			}
-			out, err = in(curl, "-sS", "--max-time", "30", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", "http://"+addr+"/style.css")
+			out, err = ns.Run(curl, "-sS", "--max-time", "30", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", "http://"+addr+"/style.css")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -144,7 +82,7 @@ func TestServeOnTAP(t *testing.T) {
 	}
 
 	p.stop()
-	if out, err := in(ip, "link", "show", "paftap0"); err == nil {
+	if out, err := ns.Run(ns.IP, "link", "show", "paftap0"); err == nil {
 		t.Errorf("the TAP device outlived paf: %s", out)
 	}
 }
@@ -154,7 +92,8 @@ func TestServeOnTAP(t *testing.T) {
 // of the device: curl reaches the proxy over IPv4 and IPv6, and the proxy
 // dials the backend through its own stack.
 func TestProxyOnTAP(t *testing.T) {
-	ip, curl, ns, in := tapNamespace(t)
+	ns := testpeer.NewNetns(t)
+	curl := testpeer.Need(t, "curl")
 	dir := t.TempDir()
 	site := filepath.Join(dir, "site")
 	if err := os.MkdirAll(site, 0o755); err != nil {
@@ -168,16 +107,16 @@ func TestProxyOnTAP(t *testing.T) {
 		t.Fatalf("route add: %d %s %s", code, out, errOut)
 	}
 	data := filepath.Join(dir, "data")
-	startPafWrapped(t, []string{ip, "netns", "exec", ns}, nil, "proxy", "--routes", routes, "--data-dir", data, "--poll", "0",
+	startPafWrapped(t, ns.Exec(), nil, "proxy", "--routes", routes, "--data-dir", data, "--poll", "0",
 		"--tap", "paftap0", "--ipv4", "10.97.0.2/24", "--ipv6", "fd97::2/64")
-	configureTAP(t, ip, in, "10.97.0.1/24", "fd97::1/64")
-	be := startPafWrapped(t, []string{ip, "netns", "exec", ns}, nil, "serve", "--root", site, "--data-dir", filepath.Join(dir, "be"),
+	ns.ConfigureLink(t, "paftap0", "10.97.0.1/24", "fd97::1/64")
+	be := startPafWrapped(t, ns.Exec(), nil, "serve", "--root", site, "--data-dir", filepath.Join(dir, "be"),
 		"--poll", "0", "--http", "10.97.0.1:8081", "--https", "off")
 
 	caFile := filepath.Join(data, "ca", "ca.pem")
 	for _, addr := range []string{"10.97.0.2", "[fd97::2]"} {
 		for _, v := range []struct{ flag, want string }{{"--http1.1", "1.1"}, {"--http2", "2"}} {
-			out, err := in(curl, "-sS", "--max-time", "30", v.flag, "--cacert", caFile, "--resolve", "app.test:443:"+addr,
+			out, err := ns.Run(curl, "-sS", "--max-time", "30", v.flag, "--cacert", caFile, "--resolve", "app.test:443:"+addr,
 				"-w", "%{http_code} %{http_version}", "https://app.test/")
 			if err != nil {
 				t.Fatal(err)

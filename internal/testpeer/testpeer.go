@@ -30,6 +30,7 @@ var packages = map[string]string{
 	"h2spec":           "h2spec (go install github.com/summerwind/h2spec/cmd/h2spec)",
 	"chromium":         "chromium",
 	"git-http-backend": "git",
+	"ip":               "iproute2",
 }
 
 // goTools are peers that are Go modules, pinned with tool lines in go.mod
