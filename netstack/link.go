@@ -10,7 +10,7 @@ import (
 
 // pipeQueue is how many packets each direction of a Pipe holds before it
 // drops, as a full NIC ring would; TCP retransmits.
-const pipeQueue = 1024
+const pipeQueue = 8192
 
 // Pipe returns two link endpoints joined in memory, as if by a cable: what
 // one end's stack sends, the other end's stack receives. Each end is for
