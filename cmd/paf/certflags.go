@@ -95,7 +95,10 @@ func (c certFlagSet) acmeConfig(ctx context.Context, log *slog.Logger) (certs.AC
 		return certs.ACMEConfig{}, nil, err
 	}
 	st.warnPlaintext(log)
-	cfg.Storage = st
+	// The store itself, not the openedStore around it: CertMagic asks the
+	// storage for optional capabilities (TryLock for ARI, lease renewal,
+	// FileStorage for its write check), which the wrapper would hide.
+	cfg.Storage = st.Storage
 	return cfg, st, nil
 }
 
