@@ -16,7 +16,10 @@ benchtime=${BENCHTIME:-1s}
 [[ $count =~ ^[1-9][0-9]*$ ]] || { echo "COUNT: want a positive integer, got '$count'" >&2; exit 2; }
 
 echo "# go test -run '^\$' -bench '^BenchmarkStacks\$' -benchtime $benchtime -count $count ./netstack/"
-out=$(go test -run '^$' -bench '^BenchmarkStacks$' -benchtime "$benchtime" -count "$count" ./netstack/)
+if ! out=$(go test -run '^$' -bench '^BenchmarkStacks$' -benchtime "$benchtime" -count "$count" ./netstack/ 2>&1); then
+	printf '%s\n' "$out" >&2
+	exit 1
+fi
 printf '%s\n' "$out" | grep -E '^(goos|goarch|cpu):' || true
 printf '%s\n' "$out" | awk '
 	/^BenchmarkStacks\// {

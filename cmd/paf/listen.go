@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pafhq/paf/server"
+	"github.com/pafhq/paf/stack"
 )
 
 // listenOptions are the listener, limit and log flags paf serve and paf
@@ -29,6 +30,7 @@ type listenOptions struct {
 	logFormat, logLevel string
 
 	net netOptions
+	fs  *flag.FlagSet // to tell flags given from defaults
 }
 
 // The listeners' default addresses: loopback on the host's stack, the
@@ -63,6 +65,16 @@ func (l *listenOptions) register(fs *flag.FlagSet, httpsOff string) {
 	fs.StringVar(&l.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&l.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	l.net.register(fs)
+	l.fs = fs
+}
+
+// given reports whether the flag was on the command line.
+func (l *listenOptions) given(name string) bool {
+	found := false
+	if l.fs != nil {
+		l.fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
+	}
+	return found
 }
 
 // addrs returns the HTTP and HTTPS addresses, "" for a listener that is
@@ -70,10 +82,10 @@ func (l *listenOptions) register(fs *flag.FlagSet, httpsOff string) {
 func (l *listenOptions) addrs() (httpAddr, httpsAddr string, err error) {
 	httpAddr, httpsAddr = l.httpAddr, l.httpsAddr
 	if l.net.tap != "" {
-		if httpAddr == defaultHTTPAddr {
+		if !l.given("http") {
 			httpAddr = defaultTAPHTTPAddr
 		}
-		if httpsAddr == defaultHTTPSAddr {
+		if !l.given("https") {
 			httpsAddr = defaultTAPHTTPSAddr
 		}
 	}
@@ -90,25 +102,20 @@ func (l *listenOptions) addrs() (httpAddr, httpsAddr string, err error) {
 }
 
 // serverConfig returns the server configuration the flags describe,
-// without handler or certificates, on the network stack they choose, and
-// a function closing that stack once the server is done.
-func (l *listenOptions) serverConfig(log *slog.Logger) (server.Config, func(), error) {
+// without handler, certificates or network stack: openStack gives that,
+// last, so that nothing is opened before every flag is checked.
+func (l *listenOptions) serverConfig(log *slog.Logger) (server.Config, error) {
 	httpAddr, httpsAddr, err := l.addrs()
 	if err != nil {
-		return server.Config{}, nil, err
+		return server.Config{}, err
 	}
 	if l.h2MaxStreams > math.MaxUint32 || l.h2MaxFrame > math.MaxUint32 {
-		return server.Config{}, nil, usageErr("--h2-max-streams and --h2-max-frame: at most %d", uint32(math.MaxUint32))
+		return server.Config{}, usageErr("--h2-max-streams and --h2-max-frame: at most %d", uint32(math.MaxUint32))
 	}
-	st, closeStack, err := l.net.open()
-	if err != nil {
-		return server.Config{}, nil, err
-	}
-	if l.net.tap != "" {
-		log.Info("listening on a userspace TCP/IP stack", "tap", l.net.tap, "addresses", fmt.Sprint(l.net.addresses()))
+	if _, err := l.net.check(); err != nil {
+		return server.Config{}, err
 	}
 	cfg := server.Config{
-		Stack:                st,
 		HTTPAddr:             httpAddr,
 		HTTPSAddr:            httpsAddr,
 		H2C:                  l.h2c,
@@ -126,7 +133,21 @@ func (l *listenOptions) serverConfig(log *slog.Logger) (server.Config, func(), e
 	if l.hsts {
 		cfg.HSTS = l.hstsMaxAge
 	}
-	return cfg, closeStack, nil
+	return cfg, nil
+}
+
+// openStack opens the network stack the flags choose (the host's, or a
+// userspace one on --tap) and returns it with a function closing it once
+// the servers are done.
+func (l *listenOptions) openStack(log *slog.Logger) (stack.Stack, func(), error) {
+	st, closeStack, err := l.net.open()
+	if err != nil {
+		return nil, nil, err
+	}
+	if l.net.tap != "" {
+		log.Info("listening on a userspace TCP/IP stack", "tap", l.net.tap, "addresses", fmt.Sprint(l.net.addresses()))
+	}
+	return st, closeStack, nil
 }
 
 // logger returns the logger --log-format and --log-level describe.

@@ -217,17 +217,19 @@ func proxyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	cfg, closeStack, err := o.listen.serverConfig(log)
+	cfg, err := o.listen.serverConfig(log)
 	if err != nil {
 		return err
 	}
-	defer closeStack()
 	httpsAddr := cfg.HTTPSAddr
 	if o.dataDir == "" {
 		return usageErr("--data-dir: must not be empty")
 	}
 	if o.acme.enabled && httpsAddr == "" {
 		return usageErr("--acme needs the HTTPS listener: not with --https off")
+	}
+	if o.acme.enabled && o.listen.net.tap != "" {
+		return usageErr(acmeWithTAP)
 	}
 	loader, err := o.loader(log)
 	if err != nil {
@@ -247,7 +249,11 @@ func proxyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer closeACME()
 	}
 
-	host := cfg.Stack
+	host, closeStack, err := o.listen.openStack(log)
+	if err != nil {
+		return err
+	}
+	defer closeStack()
 	pcfg := proxy.Config{
 		Stack:          host,
 		TrustedProxies: trusted,

@@ -195,14 +195,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg, closeStack, err := o.listen.serverConfig(log)
+	cfg, err := o.listen.serverConfig(log)
 	if err != nil {
 		return err
 	}
-	defer closeStack()
 	httpsAddr := cfg.HTTPSAddr
 	if o.dataDir == "" {
 		return usageErr("--data-dir: must not be empty")
+	}
+	if o.acme.enabled && o.listen.net.tap != "" {
+		return usageErr(acmeWithTAP)
 	}
 	src, err := o.source(log)
 	if err != nil {
@@ -243,6 +245,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	} else if o.acme.enabled {
 		return usageErr("--acme needs the HTTPS listener: not with --https off")
 	}
+	netStack, closeStack, err := o.listen.openStack(log)
+	if err != nil {
+		return err
+	}
+	defer closeStack()
+	cfg.Stack = netStack
 	srv, err := server.New(cfg)
 	if err != nil {
 		return err

@@ -24,6 +24,13 @@ func TestTAPFlagErrors(t *testing.T) {
 		{[]string{"--tap", "paf0", "--ipv6", "fd00::2/64", "--ipv4-gateway", "10.0.0.1"}, "--ipv4-gateway needs --ipv4"},
 		{[]string{"--tap", "paf0", "--ipv4", "10.0.0.2/24", "--ipv4-gateway", "10.1.0.1"}, "--ipv4-gateway 10.1.0.1 is not on the link of --ipv4 10.0.0.2/24"},
 		{[]string{"--tap", "paf0", "--ipv4", "10.0.0.2/24", "--tap-mtu", "100"}, "--tap-mtu 100: want 1280 to 65535"},
+		{[]string{"--tap-mtu", "9000"}, "--tap-mtu is for the userspace stack: it needs --tap"},
+		{[]string{"--tap", "paf0", "--ipv4", "224.0.0.1/24"}, "--ipv4 224.0.0.1/24: not a unicast address"},
+		{[]string{"--tap", "paf0", "--ipv4", "0.0.0.0/0"}, "--ipv4 0.0.0.0/0: not a unicast address"},
+		{[]string{"--tap", "paf0", "--ipv4", "10.0.0.2/24", "--ipv4-gateway", "10.0.0.2"}, "--ipv4-gateway 10.0.0.2 is the stack's own address"},
+		{[]string{"--tap", "paf0", "--ipv4", "10.0.0.2/24", "--acme"}, "--acme with --tap"},
+		// Checked before the device is opened: the usage error, not a TAP one.
+		{[]string{"--tap", "paf0", "--ipv4", "10.0.0.2/24", "--data-dir", ""}, "--data-dir: must not be empty"},
 	}
 	for _, c := range cases {
 		for _, cmd := range []string{"serve", "proxy"} {
