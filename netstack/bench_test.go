@@ -1,11 +1,9 @@
 package netstack
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/x509"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -90,24 +88,14 @@ func BenchmarkStacks(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				cfg := server.Config{Stack: p.srv, Handler: h, Logger: slog.New(slog.DiscardHandler), Certificates: is}
+				cfg := server.Config{Stack: p.srv, Handler: h, Certificates: is}
 				scheme := "http"
 				if row.tls {
 					cfg.HTTPSAddr, scheme = net.JoinHostPort(p.lhost, "0"), "https"
 				} else {
 					cfg.HTTPAddr = net.JoinHostPort(p.lhost, "0")
 				}
-				srv, err := server.New(cfg)
-				if err != nil {
-					b.Fatal(err)
-				}
-				ctx, cancel := context.WithCancel(context.Background())
-				if err := srv.Listen(ctx); err != nil {
-					cancel()
-					b.Fatal(err)
-				}
-				done := make(chan error, 1)
-				go func() { done <- srv.Serve(ctx) }()
+				srv := run(b, cfg)
 				addr := srv.HTTPAddr()
 				if row.tls {
 					addr = srv.HTTPSAddr()
@@ -115,15 +103,7 @@ func BenchmarkStacks(b *testing.B) {
 				roots := x509.NewCertPool()
 				roots.AddCert(ca.Certificate())
 				tr := &client.Transport{Dialer: &client.Dialer{Stack: p.cli, Authenticator: &client.CertPool{Roots: roots}}, Mode: row.mode}
-				b.Cleanup(func() {
-					tr.CloseIdleConnections()
-					cancel()
-					select {
-					case <-done:
-					case <-time.After(time.Minute):
-						b.Error("Serve did not return")
-					}
-				})
+				b.Cleanup(tr.CloseIdleConnections)
 				_, port, _ := net.SplitHostPort(addr.String())
 				url := scheme + "://" + net.JoinHostPort(p.srvHost, port) + "/" + row.size
 				c := &http.Client{Transport: tr, Timeout: time.Minute}

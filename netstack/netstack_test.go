@@ -73,10 +73,14 @@ func serve(t *testing.T, st *Stack, host string) *x509.Certificate {
 	return ca.Certificate()
 }
 
-// run starts a server for cfg with the test handler, stopped at cleanup.
-func run(t *testing.T, cfg server.Config) {
+// run starts a server for cfg, with the test handler unless cfg has one,
+// stopped at cleanup (after the cleanups registered later, such as a
+// client's), and returns it.
+func run(t testing.TB, cfg server.Config) *server.Server {
 	t.Helper()
-	cfg.Handler = handler
+	if cfg.Handler == nil {
+		cfg.Handler = handler
+	}
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	srv, err := server.New(cfg)
 	if err != nil {
@@ -97,6 +101,7 @@ func run(t *testing.T, cfg server.Config) {
 			t.Error("Serve did not return")
 		}
 	})
+	return srv
 }
 
 // get fetches url with paf's client over st and returns the body and the
