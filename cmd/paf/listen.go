@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pafhq/paf/netstack"
 	"github.com/pafhq/paf/server"
 	"github.com/pafhq/paf/stack"
 )
@@ -144,8 +145,8 @@ func (l *listenOptions) openStack(log *slog.Logger) (stack.Stack, func(), error)
 	if err != nil {
 		return nil, nil, err
 	}
-	if l.net.tap != "" {
-		log.Info("listening on a userspace TCP/IP stack", "tap", l.net.tap, "addresses", fmt.Sprint(l.net.addresses()))
+	if ns, ok := st.(*netstack.Stack); ok {
+		log.Info("listening on a userspace TCP/IP stack", "tap", l.net.tap, "addresses", fmt.Sprint(ns.Addresses()))
 	}
 	return st, closeStack, nil
 }

@@ -96,28 +96,16 @@ func (n *netOptions) check() (netstack.Config, error) {
 	return cfg, nil
 }
 
-// addresses lists the userspace stack's addresses, for the log.
-func (n *netOptions) addresses() []string {
-	var out []string
-	for _, a := range []string{n.ipv4, n.ipv6} {
-		if a != "" {
-			out = append(out, a)
-		}
-	}
-	return out
-}
-
 // hostAddresses lists the userspace stack's addresses without their
 // prefix lengths, for the local CA's certificate; none without --tap.
 func (n *netOptions) hostAddresses() []string {
-	var out []string
-	if n.tap == "" {
+	cfg, err := n.check()
+	if err != nil || n.tap == "" {
 		return nil
 	}
-	for _, a := range n.addresses() {
-		if p, err := netip.ParsePrefix(a); err == nil {
-			out = append(out, p.Addr().String())
-		}
+	var out []string
+	for _, p := range cfg.Addresses {
+		out = append(out, p.Addr().String())
 	}
 	return out
 }
