@@ -207,7 +207,7 @@ func (st *Stack) Listen(ctx context.Context, network, address string) (net.Liste
 	ep.SocketOptions().SetV6Only(proto == ipv6.ProtocolNumber && (network == "tcp6" || !st.hasFamily(true)))
 	if e := ep.Bind(fa); e != nil {
 		ep.Close()
-		return nil, &net.OpError{Op: "listen", Net: network, Addr: &net.TCPAddr{IP: net.IP(fa.Addr.AsSlice()), Port: int(fa.Port)}, Err: errnoOf(e)}
+		return nil, &net.OpError{Op: "listen", Net: network, Addr: &net.TCPAddr{IP: net.IP(fa.Addr.AsSlice()), Port: int(fa.Port)}, Err: errnoOf(e.String())}
 	}
 	if e := ep.Listen(listenBacklog); e != nil {
 		ep.Close()
@@ -242,34 +242,32 @@ func (st *Stack) Dial(ctx context.Context, network, address string) (net.Conn, e
 	if err != nil {
 		var oe *net.OpError
 		if errors.As(err, &oe) {
-			if errno, ok := errnoByText[oe.Err.Error()]; ok {
-				oe.Err = errno
-			}
+			oe.Err = errnoOf(oe.Err.Error()) // gonet keeps only gVisor's text
 		}
 		return nil, fmt.Errorf("netstack: dial %s %s: %w", network, address, err)
 	}
 	return newConn(c), nil
 }
 
-// errnoByText maps the texts gonet's dial errors carry (gVisor's error
-// strings) to the errno of the same meaning.
-var errnoByText = map[string]error{
+// errnos maps gVisor's error texts (all that gonet's dial errors keep of
+// them) to the errno of the same meaning.
+var errnos = map[string]syscall.Errno{
 	(&tcpip.ErrConnectionRefused{}).String():  syscall.ECONNREFUSED,
 	(&tcpip.ErrNetworkUnreachable{}).String(): syscall.ENETUNREACH,
 	(&tcpip.ErrHostUnreachable{}).String():    syscall.EHOSTUNREACH,
 	(&tcpip.ErrConnectionReset{}).String():    syscall.ECONNRESET,
 	(&tcpip.ErrTimeout{}).String():            syscall.ETIMEDOUT,
+	(&tcpip.ErrPortInUse{}).String():          syscall.EADDRINUSE,
+	(&tcpip.ErrBadLocalAddress{}).String():    syscall.EADDRNOTAVAIL,
 }
 
-// errnoOf returns the errno of a gVisor error where it has one.
-func errnoOf(e tcpip.Error) error {
-	switch e.(type) {
-	case *tcpip.ErrPortInUse:
-		return syscall.EADDRINUSE
-	case *tcpip.ErrBadLocalAddress:
-		return syscall.EADDRNOTAVAIL
+// errnoOf returns the errno of a gVisor error text where it has one, the
+// text as an error otherwise.
+func errnoOf(text string) error {
+	if n, ok := errnos[text]; ok {
+		return n
 	}
-	return errors.New(e.String())
+	return errors.New(text)
 }
 
 // listener hands out conns, and gives its address as the kernel's
