@@ -54,13 +54,9 @@ type drainTryLocker struct{ *drainStorage }
 // TryLock implements certmagic.TryLocker; like Lock, it is refused once
 // closing.
 func (d drainTryLocker) TryLock(ctx context.Context, name string) (bool, error) {
-	d.mu.Lock()
-	if d.closing {
-		d.mu.Unlock()
-		return false, fmt.Errorf("trylock %s: %w", name, errClosing)
+	if err := d.beginLock(); err != nil {
+		return false, fmt.Errorf("trylock %s: %w", name, err)
 	}
-	d.calls++
-	d.mu.Unlock()
 	got, err := d.Storage.(certmagic.TryLocker).TryLock(ctx, name)
 	d.end(name, got && err == nil, false)
 	return got, err
@@ -122,16 +118,24 @@ func (d *drainStorage) drain(timeout time.Duration) bool {
 	}
 }
 
-// Lock implements certmagic.Locker; a lock is work under way until
-// Unlock. Lock is refused once closing, even with other locks held.
-func (d *drainStorage) Lock(ctx context.Context, name string) error {
+// beginLock counts a lock call. Locks are refused once closing, even with
+// other locks held.
+func (d *drainStorage) beginLock() error {
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	if d.closing {
-		d.mu.Unlock()
-		return fmt.Errorf("lock %s: %w", name, errClosing)
+		return errClosing
 	}
 	d.calls++
-	d.mu.Unlock()
+	return nil
+}
+
+// Lock implements certmagic.Locker; a lock is work under way until
+// Unlock.
+func (d *drainStorage) Lock(ctx context.Context, name string) error {
+	if err := d.beginLock(); err != nil {
+		return fmt.Errorf("lock %s: %w", name, err)
+	}
 	err := d.Storage.Lock(ctx, name)
 	d.end(name, err == nil, false)
 	return err
